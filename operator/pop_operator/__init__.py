@@ -1,0 +1,1 @@
+"""edge-pop operator: turns EdgePop resources into POPs per region."""

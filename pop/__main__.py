@@ -1,0 +1,5 @@
+import sys
+
+from pop.cli import main
+
+sys.exit(main())

@@ -1,0 +1,142 @@
+"""Configuration from the environment (and an optional ``.env`` file).
+
+Variable names are those of the original TypeScript program, so its users switch without
+edits. Every setting lives here; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ORIGIN_SCHEMES = {"libsql": "https", "https": "https", "http": "http", "wss": "https", "ws": "http"}
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    turso_database_url: str = Field(description="Origin database URL; libsql:// means https://")
+    turso_auth_token: SecretStr | None = Field(
+        default=None, description="Bearer token for the origin (required for remote origins)"
+    )
+    proxy_auth_token: SecretStr = Field(description="Bearer token clients present to the POP")
+    turso_sync_interval: float = Field(
+        default=60.0, gt=0, description="Seconds between background syncs"
+    )
+    data_dir: Path = Field(default=Path("data"), description="Folder for the replica file")
+    db_filepath: Path | None = Field(
+        default=None, description="Local replica file; default DATA_DIR/replica.db"
+    )
+    replica_engine: Literal["libsql", "turso"] = Field(
+        default="libsql", description="How the replica is kept: libsql or turso"
+    )
+    redis_connection_string: SecretStr | None = Field(
+        default=None, description="Redis URL; enables pub/sub sync"
+    )
+    redis_sync_channel: str = Field(default="sync", min_length=1)
+    port: int = Field(default=3000, ge=1, le=65535)
+    host: str = Field(default="0.0.0.0", description="Address to listen on")  # noqa: S104
+    region: str | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    pop_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        description="This POP's name in sync messages and logs",
+    )
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    stream_idle_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds before a quiet Hrana stream expires"
+    )
+    origin_timeout: float = Field(default=15.0, gt=0, description="Seconds per origin call")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lowercase_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("turso_database_url")
+    @classmethod
+    def _valid_origin(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ORIGIN_SCHEMES:
+            raise ValueError(
+                f"scheme {parts.scheme or '(none)'!r} is not one of libsql, https, http"
+            )
+        if not parts.hostname:
+            raise ValueError("the URL has no host")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError("the URL has an invalid port") from None
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _token_for_remote_origin(self) -> Settings:
+        if self.turso_auth_token is None and not _is_local_origin(self.turso_database_url):
+            raise ValueError(
+                "TURSO_AUTH_TOKEN is required for a remote origin "
+                "(only http:// origins may run without one)"
+            )
+        return self
+
+    @property
+    def origin_http_url(self) -> str:
+        """The origin as an HTTP(S) base URL, without path, query or credentials."""
+        parts = urlsplit(self.turso_database_url)
+        scheme = ORIGIN_SCHEMES[parts.scheme]
+        netloc = parts.hostname or ""
+        if ":" in netloc:
+            netloc = f"[{netloc}]"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+    @property
+    def replica_path(self) -> Path:
+        return self.db_filepath or self.data_dir / "replica.db"
+
+
+def _is_local_origin(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme == "http":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(env_file: str | None = ".env") -> Settings:
+    """Read the settings, or raise ``ConfigError`` with one line naming the variable."""
+    try:
+        return Settings(_env_file=env_file)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False, include_input=False)[0]
+    field = str(error["loc"][0]) if error["loc"] else ""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not field:  # a cross-field rule; its message already names the variable
+        return f"configuration error: {message}"
+    variable = field.upper()
+    if error["type"] == "missing":
+        return f"configuration error: {variable} is required but not set"
+    return f"configuration error: {variable} is invalid: {message}"

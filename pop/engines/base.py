@@ -1,0 +1,84 @@
+"""The small interface every replica engine offers the rest of the POP.
+
+An engine owns the replica file: it bootstraps it on first start (and only then), pulls
+what changed at the origin, and hands out read connections. Read connections follow the
+Python DB-API (``execute``, ``description``, ``fetchall``), which both the pyturso and the
+libSQL bindings implement, so the Hrana executor never needs to know which engine runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pop.config import Settings
+
+
+class Cursor(Protocol):
+    @property
+    def description(self) -> Sequence[Sequence[Any]] | None: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class ReadConnection(Protocol):
+    """A DB-API connection opened for reading the replica."""
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    changed: bool
+    position: str | None  # engine-specific replication position after the sync
+
+
+class ReplicaEngine(Protocol):
+    name: str
+    path: Path
+
+    def open(self) -> None:
+        """Open the replica, bootstrapping from the origin only if the file is new."""
+
+    def sync(self) -> SyncResult:
+        """Pull what changed at the origin. Blocking: run it off the event loop."""
+
+    def position(self) -> str | None:
+        """The replication position of the local copy, if the engine has one."""
+
+    def connect_reader(self) -> ReadConnection:
+        """A new connection for reads; it refuses to write (``PRAGMA query_only``)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Engine counters worth exposing (bytes moved, last pull time ...)."""
+
+    def close(self) -> None: ...
+
+
+def open_engine(settings: Settings) -> ReplicaEngine:
+    """Build the engine ``REPLICA_ENGINE`` names. Does not open it yet."""
+    if settings.replica_engine == "turso":
+        from pop.engines.turso import TursoSyncEngine
+
+        return TursoSyncEngine(settings)
+    from pop.engines.libsql import LibsqlEngine
+
+    return LibsqlEngine(settings)
+
+
+def replica_size_bytes(path: Path) -> int:
+    """Bytes the replica takes on disk, write-ahead log included."""
+    total = 0
+    for candidate in (path, path.with_name(path.name + "-wal")):
+        try:
+            total += candidate.stat().st_size
+        except FileNotFoundError:
+            continue
+    return total

@@ -1,0 +1,1 @@
+"""Hrana over HTTP: the wire protocol spoken by Turso and libSQL clients."""

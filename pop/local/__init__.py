@@ -1,0 +1,1 @@
+"""Running Hrana requests on the local replica."""

@@ -1,0 +1,48 @@
+"""Replica connections for reads.
+
+Autocommit reads share one connection (everything runs on the event loop thread, one
+statement at a time). A stream that opens a read-only transaction gets a connection of its
+own for as long as the transaction lasts, so its snapshot is not disturbed by other
+clients and does not hold back theirs.
+"""
+
+from __future__ import annotations
+
+from pop.engines.base import ReadConnection, ReplicaEngine
+
+_MAX_IDLE = 8
+
+
+class ReaderPool:
+    def __init__(self, engine: ReplicaEngine) -> None:
+        self._engine = engine
+        self._shared: ReadConnection | None = None
+        self._idle: list[ReadConnection] = []
+
+    def shared(self) -> ReadConnection:
+        if self._shared is None:
+            self._shared = self._take_idle_or_new()
+        return self._shared
+
+    def detach_shared(self) -> ReadConnection:
+        """Hand the shared connection to a stream that just began a transaction on it."""
+        conn = self.shared()
+        self._shared = None
+        return conn
+
+    def give_back(self, conn: ReadConnection) -> None:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if len(self._idle) < _MAX_IDLE:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def close(self) -> None:
+        for conn in [*self._idle, *([self._shared] if self._shared else [])]:
+            conn.close()
+        self._idle.clear()
+        self._shared = None
+
+    def _take_idle_or_new(self) -> ReadConnection:
+        return self._idle.pop() if self._idle else self._engine.connect_reader()

@@ -1,0 +1,88 @@
+"""Every Prometheus metric the POP exports, defined in one place.
+
+Dashboards, alerts and the operator import ``METRIC_NAMES`` (or read the names here);
+a test keeps them in step. Names follow Prometheus conventions (``_total``,
+``_seconds``, ``_bytes``).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class PopMetrics:
+    """The POP's metrics, on a registry of their own (one per POP, so tests can run many)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.info = Info("edgepop", "Version, engine and region of this POP", registry=r)
+        self.requests = Counter(
+            "edgepop_requests_total",
+            "Hrana requests handled, by endpoint, request type, route and outcome",
+            ["endpoint", "request_type", "route", "outcome"],
+            registry=r,
+        )
+        self.http_request_duration = Histogram(
+            "edgepop_http_request_duration_seconds",
+            "Time to answer an HTTP call, by endpoint and route",
+            ["endpoint", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.syncs = Counter(
+            "edgepop_syncs_total",
+            "Replica syncs, by trigger and outcome",
+            ["trigger", "outcome"],
+            registry=r,
+        )
+        self.sync_duration = Histogram(
+            "edgepop_sync_duration_seconds",
+            "Time one replica sync took, by trigger",
+            ["trigger"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.sync_last_success_age = Gauge(
+            "edgepop_sync_last_success_age_seconds",
+            "Seconds since the last successful sync (-1 before the first)",
+            registry=r,
+        )
+        self.replica_size = Gauge(
+            "edgepop_replica_size_bytes", "Size of the replica file and its WAL", registry=r
+        )
+        self.redis_connected = Gauge(
+            "edgepop_redis_connected", "1 while the pub/sub subscriber is connected", registry=r
+        )
+        self.origin_errors = Counter(
+            "edgepop_origin_errors_total",
+            "Calls to the origin that failed, by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.pubsub_messages = Counter(
+            "edgepop_pubsub_messages_total",
+            "Sync messages on Redis, by direction (sent, received, skipped)",
+            ["direction"],
+            registry=r,
+        )
+        self.open_streams = Gauge(
+            "edgepop_open_streams", "Hrana streams currently kept open", registry=r
+        )
+
+
+METRIC_NAMES: tuple[str, ...] = (
+    "edgepop_info",
+    "edgepop_requests_total",
+    "edgepop_http_request_duration_seconds",
+    "edgepop_syncs_total",
+    "edgepop_sync_duration_seconds",
+    "edgepop_sync_last_success_age_seconds",
+    "edgepop_replica_size_bytes",
+    "edgepop_redis_connected",
+    "edgepop_origin_errors_total",
+    "edgepop_pubsub_messages_total",
+    "edgepop_open_streams",
+)

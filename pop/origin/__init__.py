@@ -1,0 +1,1 @@
+"""Talking to the origin database over Hrana."""

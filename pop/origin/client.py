@@ -1,0 +1,133 @@
+"""A pooled keep-alive Hrana client for the origin.
+
+Origins differ in how much of Hrana they serve. Turso Cloud and the libSQL server keep
+streams (a transaction can span calls), and serve ``/v3``. ``tursodb --sync-server``
+serves only ``execute`` and ``batch`` on ``/v2/pipeline``, runs every pipeline on one
+shared connection, and reports no affected-row count or last rowid. The client finds out
+which kind it talks to (``GET /v3``, ``GET /v2``) and adapts: on a *basic* origin it never
+leaves a transaction open, and it asks ``changes()``/``last_insert_rowid()`` right after
+each write so that clients still get those numbers.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Any
+
+import httpx
+import orjson
+
+from pop.hrana.errors import HranaError, OriginUnavailable
+
+log = logging.getLogger(__name__)
+
+WRITE_FACTS_SQL = "SELECT changes(), last_insert_rowid()"
+
+
+class Dialect(enum.Enum):
+    V3 = "v3"  # full Hrana 3 with streams
+    V2 = "v2"  # full Hrana 2 with streams
+    BASIC = "basic"  # execute/batch on /v2/pipeline only, no streams (tursodb)
+
+
+class OriginClient:
+    def __init__(self, base_url: str, auth_token: str | None, timeout: float) -> None:
+        headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else {}
+        self.base_url = base_url
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers=headers,
+            timeout=timeout,
+            limits=httpx.Limits(max_keepalive_connections=32, keepalive_expiry=60),
+        )
+        self._dialect: Dialect | None = None
+
+    @property
+    def dialect(self) -> Dialect | None:
+        return self._dialect
+
+    @property
+    def keeps_streams(self) -> bool:
+        return self._dialect in (Dialect.V2, Dialect.V3)
+
+    async def detect(self) -> Dialect:
+        """Ask the origin which Hrana versions it serves (cached once known)."""
+        if self._dialect is not None:
+            return self._dialect
+        try:
+            for path, dialect in (("/v3", Dialect.V3), ("/v2", Dialect.V2)):
+                response = await self._http.get(path)
+                if response.status_code == 200:
+                    self._dialect = dialect
+                    break
+            else:
+                self._dialect = Dialect.BASIC
+        except httpx.HTTPError as exc:
+            raise OriginUnavailable(self.base_url, _describe_transport(exc)) from None
+        log.info(
+            "origin dialect detected",
+            extra={"origin": self.base_url, "dialect": self._dialect.value},
+        )
+        return self._dialect
+
+    async def pipeline(
+        self, baton: str | None, requests: list[dict[str, Any]]
+    ) -> tuple[str | None, list[dict[str, Any]]]:
+        """Send one pipeline; returns the origin's new baton and its results."""
+        dialect = await self.detect()
+        path = "/v3/pipeline" if dialect is Dialect.V3 else "/v2/pipeline"
+        body = orjson.dumps({"baton": baton, "requests": requests})
+        try:
+            response = await self._http.post(
+                path, content=body, headers={"content-type": "application/json"}
+            )
+        except httpx.HTTPError as exc:
+            raise OriginUnavailable(self.base_url, _describe_transport(exc)) from None
+        if response.status_code != 200:
+            raise _status_error(self.base_url, response)
+        try:
+            answer = orjson.loads(response.content)
+            results = answer["results"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise OriginUnavailable(
+                self.base_url, "it answered with something other than Hrana JSON"
+            ) from None
+        if not isinstance(results, list) or len(results) != len(requests):
+            raise OriginUnavailable(self.base_url, "it answered with a wrong number of results")
+        new_baton = answer.get("baton")
+        return (new_baton if isinstance(new_baton, str) else None), results
+
+    async def close_stream(self, baton: str) -> None:
+        """Best effort: the origin expires an abandoned stream by itself anyway."""
+        try:
+            await self.pipeline(baton, [{"type": "close"}])
+        except HranaError as exc:
+            log.debug("closing an origin stream failed", extra={"error": exc.message})
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _status_error(origin: str, response: httpx.Response) -> HranaError:
+    if response.status_code in (401, 403):
+        return OriginUnavailable(
+            origin,
+            f"it refused this POP's credentials (HTTP {response.status_code}); check TURSO_AUTH_TOKEN",
+        )
+    try:
+        body = orjson.loads(response.content)
+        if isinstance(body, dict) and isinstance(body.get("message"), str):
+            return HranaError(body["message"], str(body.get("code") or "SQLITE_ERROR"))
+    except orjson.JSONDecodeError:
+        pass
+    text = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
+    return OriginUnavailable(origin, f"HTTP {response.status_code} {text}".strip())
+
+
+def _describe_transport(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "it did not answer in time"
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused or host unreachable"
+    return f"{type(exc).__name__}"

@@ -1,0 +1,204 @@
+"""Forwarding a stream's requests to the origin, adapted to what the origin serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pop.hrana.errors import HranaError, clean_message, code_from_message, unique_constraint_target
+from pop.hrana.messages import (
+    AndCond,
+    Batch,
+    BatchCond,
+    BatchStep,
+    ErrorCond,
+    NotCond,
+    OkCond,
+    OrCond,
+    Stmt,
+)
+from pop.hrana.values import encode_value
+from pop.local.binding import positional_args
+from pop.origin.client import WRITE_FACTS_SQL, OriginClient
+from pop.sql.inspector import Kind, SqlInspector
+from pop.streams import Stream
+
+
+class Forwarder:
+    def __init__(self, client: OriginClient, inspector: SqlInspector) -> None:
+        self.client = client
+        self._inspector = inspector
+
+    async def execute(self, stream: Stream, stmt: Stmt) -> dict[str, Any]:
+        """Run one statement at the origin; returns a Hrana statement result."""
+        sql = stream.resolve_sql(stmt.sql, stmt.sql_id)
+        if self.client.keeps_streams or await self._keeps_streams():
+            result = await self._on_stream(
+                stream, {"type": "execute", "stmt": self._stmt_json(stmt, sql)}
+            )
+            return dict(result["result"])
+        outcome = await self._basic_batch([(BatchStep(stmt=stmt), sql)])
+        error = outcome["step_errors"][0]
+        if error is not None:
+            raise HranaError(error["message"], error["code"])
+        return dict(outcome["step_results"][0])
+
+    async def batch(self, stream: Stream, batch: Batch) -> dict[str, Any]:
+        resolved = [
+            (step, stream.resolve_sql(step.stmt.sql, step.stmt.sql_id)) for step in batch.steps
+        ]
+        if await self._keeps_streams():
+            steps = [
+                {"stmt": self._stmt_json(step.stmt, sql), **_condition_json(step.condition, None)}
+                for step, sql in resolved
+            ]
+            result = await self._on_stream(stream, {"type": "batch", "batch": {"steps": steps}})
+            return self._normalized_batch(dict(result["result"]))
+        return await self._basic_batch(resolved)
+
+    async def sequence(self, stream: Stream, statements: list[str]) -> None:
+        if await self._keeps_streams():
+            await self._on_stream(stream, {"type": "sequence", "sql": ";\n".join(statements)})
+            return
+        steps = [
+            {"stmt": {"sql": sql}, **({"condition": {"type": "ok", "step": i - 1}} if i else {})}
+            for i, sql in enumerate(statements)
+        ]
+        batch = Batch.model_validate({"steps": steps})
+        outcome = await self._basic_batch([(step, step.stmt.sql or "") for step in batch.steps])
+        for error in outcome["step_errors"]:
+            if error is not None:
+                raise HranaError(error["message"], error["code"])
+
+    async def describe(self, stream: Stream, sql: str) -> dict[str, Any]:
+        if not await self._keeps_streams():
+            raise HranaError(
+                f"cannot describe this statement: {self._inspector.inspect(sql).error}",
+                "SQLITE_ERROR",
+            )
+        result = await self._on_stream(stream, {"type": "describe", "sql": sql})
+        return dict(result["result"])
+
+    async def get_autocommit(self, stream: Stream) -> bool:
+        result = await self._on_stream(stream, {"type": "get_autocommit"})
+        return bool(result["is_autocommit"])
+
+    async def close(self, stream: Stream) -> None:
+        if stream.origin_baton is not None:
+            baton, stream.origin_baton = stream.origin_baton, None
+            stream.origin_in_transaction = False
+            await self.client.close_stream(baton)
+
+    async def _keeps_streams(self) -> bool:
+        return self.client.keeps_streams or (await self.client.detect()).value != "basic"
+
+    async def _on_stream(self, stream: Stream, request: dict[str, Any]) -> dict[str, Any]:
+        baton, results = await self.client.pipeline(stream.origin_baton, [request])
+        stream.origin_baton = baton
+        outcome = results[0]
+        if outcome.get("type") == "error":
+            raise self._normalized_error(outcome.get("error") or {})
+        response: dict[str, Any] = outcome.get("response") or {}
+        return response
+
+    async def _basic_batch(self, resolved: list[tuple[Any, str]]) -> dict[str, Any]:
+        """A batch for an origin without streams, with write facts asked after each write.
+
+        Step ``i`` becomes step ``2i``; step ``2i+1`` reads ``changes()`` and
+        ``last_insert_rowid()`` when step ``2i`` was a write that succeeded.
+        """
+        steps: list[dict[str, Any]] = []
+        writes: list[bool] = []
+        for index, (step, sql) in enumerate(resolved):
+            is_write = self._inspector.inspect(sql).kind in (Kind.WRITE, Kind.UNKNOWN)
+            writes.append(is_write)
+            steps.append(
+                {"stmt": self._stmt_json(step.stmt, sql), **_condition_json(step.condition, 2)}
+            )
+            steps.append(
+                {
+                    "stmt": {"sql": WRITE_FACTS_SQL, "want_rows": True},
+                    "condition": _ran_ok(2 * index) if is_write else _never(2 * index),
+                }
+            )
+        _, results = await self.client.pipeline(
+            None, [{"type": "batch", "batch": {"steps": steps}}]
+        )
+        outcome = results[0]
+        if outcome.get("type") == "error":
+            raise self._normalized_error(outcome.get("error") or {})
+        raw = outcome["response"]["result"]
+        step_results: list[dict[str, Any] | None] = []
+        step_errors: list[dict[str, Any] | None] = []
+        for index, is_write in enumerate(writes):
+            result = raw["step_results"][2 * index]
+            error = raw["step_errors"][2 * index]
+            facts = raw["step_results"][2 * index + 1]
+            if result is not None and is_write and facts is not None and facts.get("rows"):
+                changes, rowid = facts["rows"][0]
+                result = {
+                    **result,
+                    "affected_row_count": int(changes["value"]),
+                    "last_insert_rowid": rowid["value"] if rowid.get("type") == "integer" else None,
+                }
+            step_results.append(result)
+            step_errors.append(self._normalized_error(error).to_json() if error else None)
+        return {"step_results": step_results, "step_errors": step_errors, "replication_index": None}
+
+    def _stmt_json(self, stmt: Stmt, sql: str) -> dict[str, Any]:
+        info = self._inspector.inspect(sql)
+        body: dict[str, Any] = {"sql": sql, "want_rows": stmt.want_rows}
+        if info.kind is Kind.UNKNOWN:
+            # SQLite could not number the parameters here; pass them on as they came.
+            body["args"] = [encode_value(value) for value in stmt.args]
+            body["named_args"] = [
+                {"name": arg.name, "value": encode_value(arg.value)} for arg in stmt.named_args
+            ]
+        else:
+            body["args"] = [encode_value(value) for value in positional_args(stmt, info)]
+        return body
+
+    def _normalized_batch(self, result: dict[str, Any]) -> dict[str, Any]:
+        result["step_errors"] = [
+            self._normalized_error(error).to_json() if error else None
+            for error in result.get("step_errors", [])
+        ]
+        return result
+
+    def _normalized_error(self, error: dict[str, Any]) -> HranaError:
+        """Origin errors with SQLite's extended code names, whatever the origin sent."""
+        message = str(error.get("message") or "the origin reported an error without a message")
+        code = str(error.get("code") or "")
+        if not code.startswith("SQLITE_"):
+            code = code_from_message(message)
+        message = clean_message(message)
+        if code == "SQLITE_CONSTRAINT_UNIQUE":
+            target = unique_constraint_target(message)
+            if target and self._inspector.is_primary_key(*target):
+                code = "SQLITE_CONSTRAINT_PRIMARYKEY"
+        return HranaError(message, code)
+
+
+def _ran_ok(step: int) -> dict[str, Any]:
+    return {"type": "ok", "step": step}
+
+
+def _never(step: int) -> dict[str, Any]:
+    """A condition that never holds (a step cannot both succeed and fail)."""
+    return {"type": "and", "conds": [_ran_ok(step), {"type": "error", "step": step}]}
+
+
+def _condition_json(cond: BatchCond | None, scale: int | None) -> dict[str, Any]:
+    """A condition as JSON, its step numbers multiplied by ``scale`` when steps moved."""
+    if cond is None:
+        return {}
+    return {"condition": _cond(cond, scale or 1)}
+
+
+def _cond(cond: BatchCond, scale: int) -> dict[str, Any]:
+    if isinstance(cond, OkCond | ErrorCond):
+        return {"type": cond.type, "step": cond.step * scale}
+    if isinstance(cond, NotCond):
+        return {"type": "not", "cond": _cond(cond.cond, scale)}
+    if isinstance(cond, AndCond | OrCond):
+        return {"type": cond.type, "conds": [_cond(inner, scale) for inner in cond.conds]}
+    return {"type": "is_autocommit"}

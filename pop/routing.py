@@ -1,0 +1,220 @@
+"""Deciding, request by request, whether the replica or the origin answers.
+
+Reads run on the local replica; anything that writes, or a transaction that may write,
+runs on the origin; a transaction never runs half here and half there. SQLite's compiler
+(``pop.sql.inspector``) says what a statement does.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pop.hrana.errors import HranaError
+from pop.hrana.messages import (
+    BatchReq,
+    CloseSqlReq,
+    DescribeReq,
+    ExecuteReq,
+    GetAutocommitReq,
+    SequenceReq,
+    StoreSqlReq,
+    StreamRequest,
+)
+from pop.local.binding import parameter_display_names
+from pop.local.executor import LocalExecutor, run_batch
+from pop.local.pool import ReaderPool
+from pop.origin.forward import Forwarder
+from pop.sql.inspector import Kind, SqlInspector, StatementInfo
+from pop.streams import Stream
+
+
+class Route(enum.Enum):
+    LOCAL = "local"
+    ORIGIN = "origin"
+    NONE = "none"  # bookkeeping requests that touch no database
+
+
+# A lone statement may start a local transaction only if it says READONLY; a batch shows
+# all its statements up front, so a deferred transaction of reads can stay local too.
+_LOCAL_ALONE = frozenset({Kind.READ, Kind.BEGIN_READ, Kind.END_TRANSACTION})
+_LOCAL_IN_BATCH = _LOCAL_ALONE | {Kind.BEGIN_DEFERRED}
+_OPENS_TRANSACTION = frozenset(
+    {Kind.BEGIN_READ, Kind.BEGIN_DEFERRED, Kind.BEGIN_WRITE, Kind.SAVEPOINT}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    response: dict[str, Any]
+    route: Route
+
+
+class Router:
+    def __init__(
+        self,
+        inspector: SqlInspector,
+        pool: ReaderPool,
+        forwarder: Forwarder,
+        after_origin_write: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._inspector = inspector
+        self._pool = pool
+        self._executor = LocalExecutor(inspector)
+        self._forwarder = forwarder
+        self._after_origin_write = after_origin_write
+
+    async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
+        """Run one stream request; raises ``HranaError`` for a per-request error."""
+        if isinstance(request, ExecuteReq):
+            sql = stream.resolve_sql(request.stmt.sql, request.stmt.sql_id)
+            info = self._inspector.inspect(sql)
+            if self._choose(stream, [info], _LOCAL_ALONE) is Route.LOCAL:
+                result = self._locally(
+                    stream, lambda conn: self._executor.execute(conn, request.stmt, sql)
+                )
+                return Handled({"type": "execute", "result": result}, Route.LOCAL)
+            self._check_origin_can_hold(stream, [info], whole=False)
+            result = await self._at_origin(
+                stream, [info], self._forwarder.execute(stream, request.stmt)
+            )
+            return Handled({"type": "execute", "result": result}, Route.ORIGIN)
+        if isinstance(request, BatchReq):
+            sqls = [stream.resolve_sql(s.stmt.sql, s.stmt.sql_id) for s in request.batch.steps]
+            infos = [self._inspector.inspect(sql) for sql in sqls]
+            if self._choose(stream, infos, _LOCAL_IN_BATCH) is Route.LOCAL:
+                by_stmt = dict(zip((id(s.stmt) for s in request.batch.steps), sqls, strict=True))
+                result = self._locally(
+                    stream,
+                    lambda conn: run_batch(
+                        request.batch,
+                        lambda stmt: self._executor.execute(conn, stmt, by_stmt[id(stmt)]),
+                        lambda: not conn.in_transaction,
+                    ),
+                )
+                return Handled({"type": "batch", "result": result}, Route.LOCAL)
+            self._check_origin_can_hold(stream, infos, whole=True)
+            result = await self._at_origin(
+                stream, infos, self._forwarder.batch(stream, request.batch)
+            )
+            return Handled({"type": "batch", "result": result}, Route.ORIGIN)
+        if isinstance(request, SequenceReq):
+            statements = self._inspector.split(stream.resolve_sql(request.sql, request.sql_id))
+            infos = [self._inspector.inspect(sql) for sql in statements]
+            if self._choose(stream, infos, _LOCAL_IN_BATCH) is Route.LOCAL:
+                self._locally(stream, lambda conn: self._executor.run_script(conn, statements))
+                return Handled({"type": "sequence"}, Route.LOCAL)
+            self._check_origin_can_hold(stream, infos, whole=True)
+            await self._at_origin(stream, infos, self._forwarder.sequence(stream, statements))
+            return Handled({"type": "sequence"}, Route.ORIGIN)
+        if isinstance(request, DescribeReq):
+            return await self._describe(stream, stream.resolve_sql(request.sql, request.sql_id))
+        if isinstance(request, StoreSqlReq):
+            stream.store_sql(request.sql_id, request.sql)
+            return Handled({"type": "store_sql"}, Route.NONE)
+        if isinstance(request, CloseSqlReq):
+            stream.sqls.pop(request.sql_id, None)
+            return Handled({"type": "close_sql"}, Route.NONE)
+        if isinstance(request, GetAutocommitReq):
+            if stream.origin_in_transaction and stream.origin_baton is not None:
+                autocommit = await self._forwarder.get_autocommit(stream)
+                return Handled(
+                    {"type": "get_autocommit", "is_autocommit": autocommit}, Route.ORIGIN
+                )
+            return Handled(
+                {"type": "get_autocommit", "is_autocommit": not stream.local_in_transaction},
+                Route.LOCAL,
+            )
+        raise HranaError(f"unsupported request type {request.type!r}", "HRANA_PROTO_ERROR")
+
+    async def release(self, stream: Stream) -> None:
+        """Free what a closed or expired stream holds, here and at the origin."""
+        if stream.local_conn is not None:
+            conn, stream.local_conn = stream.local_conn, None
+            self._pool.give_back(conn)
+        await self._forwarder.close(stream)
+
+    def _choose(
+        self, stream: Stream, infos: list[StatementInfo], local_kinds: frozenset[Kind]
+    ) -> Route:
+        if stream.origin_in_transaction:
+            return Route.ORIGIN
+        if stream.local_in_transaction:
+            for info in infos:
+                if info.kind not in _LOCAL_IN_BATCH:
+                    raise _not_in_read_transaction(info)
+            return Route.LOCAL
+        if all(info.kind in local_kinds for info in infos):
+            return Route.LOCAL
+        return Route.ORIGIN
+
+    def _check_origin_can_hold(
+        self, stream: Stream, infos: list[StatementInfo], *, whole: bool
+    ) -> None:
+        """On an origin without streams, a transaction must begin and end in one request."""
+        if self._forwarder.client.keeps_streams:
+            return
+        opens = any(info.kind in _OPENS_TRANSACTION for info in infos)
+        ends = any(info.kind is Kind.END_TRANSACTION for info in infos)
+        if opens and not (whole and ends):
+            raise HranaError(
+                f"the origin {self._forwarder.client.base_url} does not keep streams, so a "
+                "write transaction cannot stay open across requests there; send it as one "
+                "batch (e.g. client.batch([...], 'write')) or use an origin that keeps streams",
+                "TRANSACTION_NOT_SUPPORTED",
+            )
+
+    def _locally(self, stream: Stream, work: Callable[[Any], Any]) -> Any:
+        conn = stream.local_conn or self._pool.shared()
+        try:
+            return work(conn)
+        finally:
+            if stream.local_conn is None and conn.in_transaction:
+                stream.local_conn = self._pool.detach_shared()
+            elif stream.local_conn is not None and not conn.in_transaction:
+                self._pool.give_back(stream.local_conn)
+                stream.local_conn = None
+
+    async def _at_origin(
+        self, stream: Stream, infos: list[StatementInfo], call: Awaitable[Any]
+    ) -> Any:
+        try:
+            result = await call
+        finally:
+            for info in infos:
+                if info.kind in _OPENS_TRANSACTION:
+                    stream.origin_in_transaction = self._forwarder.client.keeps_streams
+                elif info.kind is Kind.END_TRANSACTION:
+                    stream.origin_in_transaction = False
+        if not stream.origin_in_transaction and any(not info.is_read for info in infos):
+            # Read-your-writes: the replica catches up before the client hears back.
+            await self._after_origin_write()
+        return result
+
+    async def _describe(self, stream: Stream, sql: str) -> Handled:
+        info = self._inspector.inspect(sql)
+        if info.kind is Kind.UNKNOWN:
+            result = await self._forwarder.describe(stream, sql)
+            return Handled({"type": "describe", "result": result}, Route.ORIGIN)
+        result = {
+            "params": [{"name": name} for name in parameter_display_names(sql, info)],
+            "cols": [{"name": col.name, "decltype": col.decltype} for col in info.columns],
+            "is_explain": info.is_explain,
+            "is_readonly": info.is_read or info.kind in (Kind.END_TRANSACTION, Kind.BEGIN_DEFERRED),
+        }
+        return Handled({"type": "describe", "result": result}, Route.LOCAL)
+
+
+def _not_in_read_transaction(info: StatementInfo) -> HranaError:
+    if info.kind is Kind.UNKNOWN:
+        return HranaError(
+            f"cannot run this statement inside a read-only transaction: {info.error}",
+            "SQLITE_ERROR",
+        )
+    return HranaError(
+        "attempt to write inside a read-only transaction (BEGIN ... READONLY); "
+        "commit it first, then write",
+        "SQLITE_READONLY",
+    )

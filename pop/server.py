@@ -1,0 +1,47 @@
+"""Running one POP under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from pop.app import create_app
+from pop.config import ConfigError, load_settings
+from pop.logs import setup_logging
+from pop.service import PopService
+
+log = logging.getLogger("pop")
+
+
+def serve(env_file: str | None = ".env") -> int:
+    try:
+        settings = load_settings(env_file)
+    except ConfigError as exc:
+        print(f"edge-pop: {exc}", file=sys.stderr)
+        return 2
+    secrets = [
+        s.get_secret_value()
+        for s in (
+            settings.turso_auth_token,
+            settings.proxy_auth_token,
+            settings.redis_connection_string,
+        )
+        if s is not None
+    ]
+    setup_logging(settings.log_level, settings.log_format, secrets)
+    app = create_app(PopService(settings))
+    log.info(
+        "starting POP",
+        extra={"port": settings.port, "region": settings.region, "engine": settings.replica_engine},
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0

@@ -1,0 +1,286 @@
+"""The POP: replica, router, origin client, streams and sync wired together.
+
+HTTP concerns live in ``pop.app``; this module speaks in parsed Hrana bodies and plain
+results, so it can be driven by tests and benchmarks without a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from typing import Any
+
+from pop import __version__
+from pop.config import Settings
+from pop.engines import ReplicaEngine, open_engine
+from pop.engines.base import replica_size_bytes
+from pop.hrana.errors import HranaError, OriginUnavailable, ProtocolError
+from pop.hrana.messages import (
+    Batch,
+    BatchReq,
+    BatchStep,
+    CloseReq,
+    CursorBody,
+    LegacyBody,
+    NamedArg,
+    PipelineBody,
+    Stmt,
+    StreamRequest,
+)
+from pop.hrana.values import SqlValue
+from pop.local.pool import ReaderPool
+from pop.metrics import PopMetrics
+from pop.origin.client import OriginClient
+from pop.origin.forward import Forwarder
+from pop.routing import Route, Router
+from pop.sql.inspector import SchemaObject, SqlInspector
+from pop.streams import StreamRegistry
+from pop.sync.coordinator import SyncCoordinator, SyncOutcome, Trigger
+
+log = logging.getLogger(__name__)
+
+
+class PopService:
+    def __init__(self, settings: Settings, engine: ReplicaEngine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or open_engine(settings)
+        self.metrics = PopMetrics()
+        self.inspector = SqlInspector()
+        self.pool = ReaderPool(self.engine)
+        token = settings.turso_auth_token
+        self.origin = OriginClient(
+            settings.origin_http_url,
+            token.get_secret_value() if token else None,
+            settings.origin_timeout,
+        )
+        self.coordinator = SyncCoordinator(self.engine, on_done=self._synced)
+        self.router = Router(
+            self.inspector, self.pool, Forwarder(self.origin, self.inspector), self._after_write
+        )
+        self.streams = StreamRegistry(settings.stream_idle_timeout, on_expire=self.router.release)
+        self.ready = False
+        self._interval_task: asyncio.Task[None] | None = None
+        self.metrics.info.info(
+            {"version": __version__, "engine": self.engine.name, "region": settings.region or ""}
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        started = time.perf_counter()
+        await asyncio.to_thread(self.engine.open)
+        self._reload_schema()
+        outcome = await self.coordinator.request("startup")
+        if not outcome.ok:
+            log.warning(
+                "first sync failed; serving the replica as it is on disk",
+                extra={"error": outcome.error},
+            )
+        try:
+            await self.origin.detect()
+        except OriginUnavailable as exc:
+            log.warning("origin not reachable at start", extra={"error": exc.message})
+        self.streams.start()
+        self._interval_task = asyncio.create_task(self._interval_sync(), name="interval-sync")
+        self.ready = True
+        log.info(
+            "POP ready",
+            extra={
+                "engine": self.engine.name,
+                "region": self.settings.region,
+                "origin": self.settings.origin_http_url,
+                "replica": str(self.engine.path),
+                "position": self.engine.position(),
+                "startup_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._interval_task is not None:
+            self._interval_task.cancel()
+            self._interval_task = None
+        await self.streams.stop()
+        await self.origin.aclose()
+        self.pool.close()
+        await asyncio.to_thread(self.engine.close)
+
+    async def _interval_sync(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.turso_sync_interval)
+            await self.coordinator.request("interval")
+
+    # -- sync --------------------------------------------------------------------------
+
+    async def sync(self, trigger: Trigger) -> SyncOutcome:
+        return await self.coordinator.request(trigger)
+
+    async def _after_write(self) -> None:
+        outcome = await self.coordinator.request("write")
+        if not outcome.ok:
+            log.warning(
+                "replica could not catch up after a write; it will on the next sync",
+                extra={"error": outcome.error},
+            )
+
+    def _synced(self, outcome: SyncOutcome) -> None:
+        self.metrics.syncs.labels(outcome.trigger, "ok" if outcome.ok else "error").inc()
+        self.metrics.sync_duration.labels(outcome.trigger).observe(outcome.duration_seconds)
+        if outcome.changed:
+            self._reload_schema()
+
+    def _reload_schema(self) -> None:
+        rows = (
+            self.pool.shared()
+            .execute("SELECT type, name, sql FROM sqlite_schema WHERE sql IS NOT NULL")
+            .fetchall()
+        )
+        if self.inspector.load_schema(SchemaObject(*row) for row in rows):
+            log.debug("schema reloaded", extra={"objects": len(rows)})
+
+    def refresh_gauges(self) -> None:
+        """Values computed when scraped rather than kept up to date."""
+        last = self.coordinator.last_success
+        self.metrics.sync_last_success_age.set(time.time() - last if last else -1)
+        self.metrics.replica_size.set(replica_size_bytes(self.engine.path))
+        self.metrics.open_streams.set(len(self.streams))
+
+    # -- Hrana -------------------------------------------------------------------------
+
+    async def pipeline(self, body: PipelineBody, endpoint: str) -> dict[str, Any]:
+        stream = self.streams.take(body.baton) if body.baton else self.streams.open()
+        results: list[dict[str, Any]] = []
+        closed = False
+        for request in body.requests:
+            if closed:
+                results.append(
+                    _error(
+                        HranaError("the stream was closed by an earlier request", "STREAM_CLOSED")
+                    )
+                )
+                continue
+            if isinstance(request, CloseReq):
+                await self.router.release(stream)
+                closed = True
+                results.append({"type": "ok", "response": {"type": "close"}})
+                self.metrics.requests.labels(endpoint, "close", Route.NONE.value, "ok").inc()
+                continue
+            results.append(await self._one(stream, request, endpoint))
+        baton = None if closed else self.streams.park(stream)
+        return {"baton": baton, "base_url": None, "results": results}
+
+    async def _one(self, stream: Any, request: StreamRequest, endpoint: str) -> dict[str, Any]:
+        route = Route.NONE
+        try:
+            handled = await self.router.handle(stream, request)
+        except (HranaError, ProtocolError) as exc:
+            outcome = "error"
+            if isinstance(exc, OriginUnavailable):
+                self.metrics.origin_errors.labels("unavailable").inc()
+                route = Route.ORIGIN
+            answer = _error(exc)
+        except Exception:
+            log.exception(
+                "unexpected failure while handling a request", extra={"type": request.type}
+            )
+            outcome = "error"
+            answer = _error(HranaError("internal error in the POP; see its log", "INTERNAL"))
+        else:
+            outcome, route = "ok", handled.route
+            answer = {"type": "ok", "response": handled.response}
+        self.metrics.requests.labels(endpoint, request.type, route.value, outcome).inc()
+        return answer
+
+    async def cursor(self, body: CursorBody) -> list[dict[str, Any]]:
+        """The entries of a ``/v3/cursor`` answer (after the header line)."""
+        stream = self.streams.take(body.baton) if body.baton else self.streams.open()
+        answer = await self._one(stream, BatchReq(type="batch", batch=body.batch), "cursor")
+        entries: list[dict[str, Any]] = [{"baton": self.streams.park(stream), "base_url": None}]
+        if answer["type"] == "error":
+            entries.append({"type": "error", "error": answer["error"]})
+            return entries
+        result = answer["response"]["result"]
+        for step, (ok, error) in enumerate(
+            zip(result["step_results"], result["step_errors"], strict=True)
+        ):
+            if error is not None:
+                entries.append({"type": "step_error", "step": step, "error": error})
+            elif ok is not None:
+                entries.append({"type": "step_begin", "step": step, "cols": ok["cols"]})
+                entries.extend({"type": "row", "row": row} for row in ok["rows"])
+                entries.append(
+                    {
+                        "type": "step_end",
+                        "affected_row_count": ok["affected_row_count"],
+                        "last_insert_rowid": ok["last_insert_rowid"],
+                    }
+                )
+        return entries
+
+    async def legacy(self, body: LegacyBody) -> list[dict[str, Any]]:
+        """The original ``POST /`` API: statements in, ``{results}`` or ``{error}`` out."""
+        steps = [BatchStep(stmt=_legacy_stmt(statement)) for statement in body.statements]
+        stream = self.streams.open()
+        try:
+            answer = await self._one(
+                stream, BatchReq(type="batch", batch=Batch(steps=steps)), "legacy"
+            )
+        finally:
+            await self.router.release(stream)
+        if answer["type"] == "error":
+            return [{"error": {"message": answer["error"]["message"]}} for _ in steps]
+        result = answer["response"]["result"]
+        return [
+            {"error": {"message": error["message"]}} if error else {"results": _legacy_rows(ok)}
+            for ok, error in zip(result["step_results"], result["step_errors"], strict=True)
+        ]
+
+
+def _error(exc: HranaError | ProtocolError) -> dict[str, Any]:
+    return {"type": "error", "error": {"message": exc.message, "code": exc.code}}
+
+
+def _legacy_stmt(statement: Any) -> Stmt:
+    # Values here are already Python values, so the models are built without validation.
+    if isinstance(statement, str):
+        return Stmt(sql=statement)
+    params = statement.params
+    named: list[NamedArg] = []
+    args: list[SqlValue] = []
+    if isinstance(params, dict):
+        named = [
+            NamedArg.model_construct(name=k, value=_legacy_value(v)) for k, v in params.items()
+        ]
+    else:
+        args = [_legacy_value(value) for value in params or []]
+    return Stmt.model_construct(
+        sql=statement.q, sql_id=None, args=args, named_args=named, want_rows=True
+    )
+
+
+def _legacy_value(value: Any) -> SqlValue:
+    if value is None or isinstance(value, int | float | str):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, dict) and isinstance(value.get("base64"), str):
+        return base64.b64decode(value["base64"])
+    raise ProtocolError(f"unsupported parameter value {value!r}")
+
+
+def _legacy_rows(result: dict[str, Any]) -> dict[str, Any]:
+    def plain(value: dict[str, Any]) -> Any:
+        kind = value["type"]
+        if kind == "integer":
+            return int(value["value"])
+        if kind == "blob":
+            return {"base64": value["base64"]}
+        return value.get("value")
+
+    return {
+        "columns": [col["name"] for col in result["cols"]],
+        "rows": [[plain(value) for value in row] for row in result["rows"]],
+        "rows_read": result["rows_read"],
+        "rows_written": result["rows_written"],
+        "query_duration_ms": result["query_duration_ms"],
+    }

@@ -1,0 +1,1 @@
+"""What SQLite itself says about a statement, before it runs anywhere."""

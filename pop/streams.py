@@ -1,0 +1,117 @@
+"""Hrana streams: a client's sequence of requests on one database connection.
+
+A baton names a stream. Each answer carries a fresh baton and the one just used stops
+working, so a replayed or concurrent baton is refused instead of silently interleaving
+two callers on one transaction. Streams that stay quiet past the idle timeout expire:
+their local transaction is rolled back and their origin stream closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from pop.engines.base import ReadConnection
+from pop.hrana.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+MAX_STORED_SQL = 1000
+
+
+@dataclass(eq=False)
+class Stream:
+    """Where one client stream stands: stored SQL, and where its transaction lives."""
+
+    id: str
+    sqls: dict[int, str] = field(default_factory=dict)
+    # A dedicated replica connection, held while a read-only transaction is open.
+    local_conn: ReadConnection | None = None
+    # The origin's baton for this stream's origin stream (origins that keep streams).
+    origin_baton: str | None = None
+    origin_in_transaction: bool = False
+    last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def local_in_transaction(self) -> bool:
+        return self.local_conn is not None and self.local_conn.in_transaction
+
+    def store_sql(self, sql_id: int, sql: str) -> None:
+        if sql_id not in self.sqls and len(self.sqls) >= MAX_STORED_SQL:
+            raise ProtocolError(f"a stream may store at most {MAX_STORED_SQL} SQL texts")
+        self.sqls[sql_id] = sql
+
+    def resolve_sql(self, sql: str | None, sql_id: int | None) -> str:
+        if sql is not None:
+            return sql
+        assert sql_id is not None  # the message model guarantees one of the two
+        try:
+            return self.sqls[sql_id]
+        except KeyError:
+            raise ProtocolError(f"sql_id {sql_id} was not stored on this stream") from None
+
+
+class StreamRegistry:
+    def __init__(self, idle_timeout: float, on_expire: Callable[[Stream], Awaitable[None]]) -> None:
+        self.idle_timeout = idle_timeout
+        self._on_expire = on_expire
+        self._by_baton: dict[str, Stream] = {}
+        self._reaper: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._by_baton)
+
+    def open(self) -> Stream:
+        return Stream(id=secrets.token_hex(8))
+
+    def take(self, baton: str) -> Stream:
+        """Claim the stream a baton names; the baton is spent by this call."""
+        stream = self._by_baton.pop(baton, None)
+        if stream is None:
+            raise ProtocolError(
+                "the baton is unknown: its stream was closed, expired after "
+                f"{self.idle_timeout:g} s without requests, or the baton was already used",
+                code="STREAM_EXPIRED",
+            )
+        stream.last_used = time.monotonic()
+        return stream
+
+    def park(self, stream: Stream) -> str:
+        """Keep the stream for the client's next call; returns the baton naming it."""
+        baton = f"{stream.id}.{secrets.token_urlsafe(18)}"
+        stream.last_used = time.monotonic()
+        self._by_baton[baton] = stream
+        return baton
+
+    def start(self) -> None:
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap_forever(), name="stream-reaper")
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        streams = list(self._by_baton.values())
+        self._by_baton.clear()
+        for stream in streams:
+            await self._on_expire(stream)
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.idle_timeout / 2))
+            await self.reap()
+
+    async def reap(self) -> None:
+        deadline = time.monotonic() - self.idle_timeout
+        expired = [(b, s) for b, s in self._by_baton.items() if s.last_used < deadline]
+        for baton, stream in expired:
+            del self._by_baton[baton]
+            log.info("stream expired", extra={"stream": stream.id})
+            try:
+                await self._on_expire(stream)
+            except Exception:
+                log.exception("cleaning up an expired stream failed")
