@@ -39,7 +39,7 @@ def create_app(service: PopService) -> Starlette:
     settings = service.settings
     expected = b"Bearer " + settings.proxy_auth_token.get_secret_value().encode()
 
-    def protected(endpoint: str, handler: Callable[[Request], Awaitable[Any]]) -> Handler:
+    def protected(endpoint: str, handler: Handler) -> Handler:
         """Auth, body limits, protocol errors and metrics for one data endpoint."""
 
         async def wrapped(request: Request) -> Response:
@@ -112,7 +112,13 @@ def create_app(service: PopService) -> Starlette:
 
     async def ready(_: Request) -> Response:
         if service.ready:
-            return JSONResponse({"ready": True, "position": service.engine.position()})
+            return JSONResponse(
+                {
+                    "ready": True,
+                    "position": service.engine.position(),
+                    "engine": service.engine.stats(),
+                }
+            )
         return JSONResponse({"ready": False}, status_code=503)
 
     async def version(_: Request) -> Response:

@@ -22,7 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"edge-pop {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = commands.add_parser("serve", help="run a POP (configured from the environment)")
-    serve.add_argument("--env-file", default=".env", help="optional .env file (default: .env)")
+    serve.add_argument(
+        "--env-file",
+        default=".env",
+        help="optional .env file; '' to read the environment only (default: .env)",
+    )
     demo = commands.add_parser(
         "demo", help="start a local origin and two POPs, write in one region, read in the other"
     )

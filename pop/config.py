@@ -123,9 +123,12 @@ def _is_local_origin(url: str) -> bool:
 
 
 def load_settings(env_file: str | None = ".env") -> Settings:
-    """Read the settings, or raise ``ConfigError`` with one line naming the variable."""
+    """Read the settings, or raise ``ConfigError`` with one line naming the variable.
+
+    ``env_file`` is read if it exists; ``None`` or ``""`` reads the environment only.
+    """
     try:
-        return Settings(_env_file=env_file)  # type: ignore[call-arg]
+        return Settings(_env_file=env_file or None)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
 

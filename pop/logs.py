@@ -68,3 +68,4 @@ def setup_logging(level: str, fmt: str, secrets: list[str] | None = None) -> Non
     # uvicorn's access log repeats what the metrics already count; keep it at warning.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

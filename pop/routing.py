@@ -146,7 +146,7 @@ class Router:
                 if info.kind not in _LOCAL_IN_BATCH:
                     raise _not_in_read_transaction(info)
             return Route.LOCAL
-        if all(info.kind in local_kinds for info in infos):
+        if all(info.kind in local_kinds for info in infos) and not _leaves_deferred_open(infos):
             return Route.LOCAL
         return Route.ORIGIN
 
@@ -205,6 +205,17 @@ class Router:
             "is_readonly": info.is_read or info.kind in (Kind.END_TRANSACTION, Kind.BEGIN_DEFERRED),
         }
         return Handled({"type": "describe", "result": result}, Route.LOCAL)
+
+
+def _leaves_deferred_open(infos: list[StatementInfo]) -> bool:
+    """A deferred transaction still open after the request may write later: origin."""
+    open_deferred = False
+    for info in infos:
+        if info.kind is Kind.BEGIN_DEFERRED:
+            open_deferred = True
+        elif info.kind is Kind.END_TRANSACTION:
+            open_deferred = False
+    return open_deferred
 
 
 def _not_in_read_transaction(info: StatementInfo) -> HranaError:

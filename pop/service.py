@@ -173,6 +173,8 @@ class PopService:
 
     async def _one(self, stream: Any, request: StreamRequest, endpoint: str) -> dict[str, Any]:
         route = Route.NONE
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("request", extra={"stream": stream.id, "request": request.model_dump_json()})
         try:
             handled = await self.router.handle(stream, request)
         except (HranaError, ProtocolError) as exc:
@@ -262,7 +264,7 @@ def _legacy_stmt(statement: Any) -> Stmt:
 
 def _legacy_value(value: Any) -> SqlValue:
     if value is None or isinstance(value, int | float | str):
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, dict) and isinstance(value.get("base64"), str):
         return base64.b64decode(value["base64"])
     raise ProtocolError(f"unsupported parameter value {value!r}")

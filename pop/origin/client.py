@@ -113,7 +113,8 @@ def _status_error(origin: str, response: httpx.Response) -> HranaError:
     if response.status_code in (401, 403):
         return OriginUnavailable(
             origin,
-            f"it refused this POP's credentials (HTTP {response.status_code}); check TURSO_AUTH_TOKEN",
+            f"it refused this POP's credentials (HTTP {response.status_code}); "
+            "check TURSO_AUTH_TOKEN",
         )
     try:
         body = orjson.loads(response.content)

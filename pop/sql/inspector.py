@@ -197,11 +197,12 @@ class SqlInspector:
                 kind = Kind.SAVEPOINT
             elif name in ("SQLITE_ATTACH", "SQLITE_DETACH"):
                 kind = Kind.WRITE
-            elif name == "SQLITE_PRAGMA" and action.pragma_value is not None:
-                if (action.pragma_name or "").lower() not in _QUERY_PRAGMAS_WITH_ARGUMENT:
-                    # Setting a pragma changes the database or the connection: either way
-                    # not something a shared read-only replica connection may take.
-                    kind = Kind.WRITE
+            elif name == "SQLITE_PRAGMA" and _sets_pragma(action.pragma_name, action.pragma_value):
+                # Setting a pragma changes the database or the connection: either way not
+                # something a shared read-only replica connection may take.
+                kind = Kind.WRITE
+        if details.is_explain:
+            kind = Kind.READ  # EXPLAIN shows a program without running it
         description = details.description_full or ()
         return StatementInfo(
             sql=sql,
@@ -224,6 +225,10 @@ def _transaction_kind(operation: str, sql: str, is_readonly: bool) -> Kind:
     if tokens and tokens[-1].upper() == "READONLY":
         return Kind.BEGIN_READ
     return Kind.BEGIN_DEFERRED
+
+
+def _sets_pragma(name: str | None, value: str | None) -> bool:
+    return value is not None and (name or "").lower() not in _QUERY_PRAGMAS_WITH_ARGUMENT
 
 
 def _strip_comments(sql: str) -> str:

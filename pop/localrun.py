@@ -1,0 +1,194 @@
+"""Run a local origin and POPs as processes on loopback.
+
+Used by ``edge-pop demo``, the test suite and the benchmarks, so that all three start the
+real programs the same way: ``tursodb --sync-server`` as the origin, ``edge-pop serve`` as
+each POP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ManagedProcess:
+    """A child process with its output in a log file, stopped gently then firmly."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: Mapping[str, str]) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.env = dict(env)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
+        log.close()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def wait_until(self, url: str, timeout: float, expect_status: int = 200) -> None:
+        """Poll ``url`` until it answers ``expect_status``; fail with the log tail if not."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
+            try:
+                status = httpx.get(url, timeout=2).status_code
+                if status == expect_status:
+                    return
+                last = f"HTTP {status}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            time.sleep(0.05)
+        raise TimeoutError(
+            f"{self.name} not ready at {url} after {timeout}s ({last}):\n{self.log_tail()}"
+        )
+
+
+class TursodbOrigin(ManagedProcess):
+    """``tursodb FILE --sync-server``: a real origin serving Turso Sync and basic Hrana."""
+
+    def __init__(self, binary: str | Path, workdir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.db_path = workdir / "origin.db"
+        super().__init__(
+            "tursodb origin",
+            [str(binary), str(self.db_path), "--sync-server", f"127.0.0.1:{self.port}"],
+            workdir / "origin.log",
+            os.environ,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start_and_wait(self, timeout: float = 20.0) -> None:
+        self.start()
+        # tursodb answers 404 on GET /v2 but only once it is listening.
+        self.wait_until(f"{self.url}/v2", timeout, expect_status=404)
+
+    def execute(self, sql: str, args: list[Any] | None = None) -> dict[str, Any]:
+        """Run one statement directly on the origin (not through a POP)."""
+        from pop.hrana.values import encode_value
+
+        body = {
+            "baton": None,
+            "requests": [
+                {
+                    "type": "execute",
+                    "stmt": {"sql": sql, "args": [encode_value(a) for a in args or []]},
+                }
+            ],
+        }
+        answer = httpx.post(f"{self.url}/v2/pipeline", json=body, timeout=10).json()
+        result = answer["results"][0]
+        if result["type"] != "ok":
+            raise RuntimeError(f"origin refused {sql!r}: {result['error']['message']}")
+        return dict(result["response"]["result"])
+
+
+class PopProcess(ManagedProcess):
+    """``edge-pop serve`` configured like a user would, through environment variables."""
+
+    def __init__(
+        self,
+        origin_url: str,
+        workdir: Path,
+        *,
+        region: str,
+        token: str | None = None,
+        engine: str = "turso",
+        port: int | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.token = token or secrets.token_urlsafe(16)
+        self.region = region
+        self.replica_path = workdir / f"pop-{region}.db"
+        env = {
+            **os.environ,
+            "TURSO_DATABASE_URL": origin_url,
+            "PROXY_AUTH_TOKEN": self.token,
+            "REPLICA_ENGINE": engine,
+            "DB_FILEPATH": str(self.replica_path),
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "REGION": region,
+            **(extra_env or {}),
+        }
+        super().__init__(
+            f"POP {region}",
+            [sys.executable, "-m", "pop", "serve", "--env-file", ""],
+            workdir / f"pop-{region}.log",
+            env,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start_and_wait(self, timeout: float = 30.0) -> None:
+        self.start()
+        self.wait_until(f"{self.url}/ready", timeout)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+        )
+
+
+@contextlib.contextmanager
+def running(*processes: ManagedProcess) -> Iterator[None]:
+    """Stop the given processes on the way out, whatever happened."""
+    try:
+        yield
+    finally:
+        for process in reversed(processes):
+            process.stop()

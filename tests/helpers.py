@@ -1,0 +1,39 @@
+"""Small helpers for talking Hrana to a POP in tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+def pipeline(
+    client: httpx.Client,
+    requests: list[dict[str, Any]],
+    *,
+    baton: str | None = None,
+    version: str = "v2",
+) -> dict[str, Any]:
+    """POST a pipeline and return the decoded answer (asserting HTTP 200)."""
+    response = client.post(f"/{version}/pipeline", json={"baton": baton, "requests": requests})
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def execute(sql: str, *args: Any) -> dict[str, Any]:
+    from pop.hrana.values import encode_value
+
+    return {"type": "execute", "stmt": {"sql": sql, "args": [encode_value(a) for a in args]}}
+
+
+def ok_result(answer: dict[str, Any], index: int = 0) -> dict[str, Any]:
+    result = answer["results"][index]
+    assert result["type"] == "ok", result
+    response: dict[str, Any] = result["response"]
+    return response
+
+
+def rows(answer: dict[str, Any], index: int = 0) -> list[list[Any]]:
+    result = ok_result(answer, index)["result"]
+    return [[cell.get("value", cell.get("base64")) for cell in row] for row in result["rows"]]

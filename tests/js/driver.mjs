@@ -1,0 +1,140 @@
+// Drives a POP with the real @libsql/client and prints what happened as JSON.
+// Usage: node driver.mjs SCENARIO URL TOKEN [ARG]
+// Each scenario returns plain data; the Python tests assert on it.
+import { createClient } from "@libsql/client";
+
+const [scenario, url, authToken, arg] = process.argv.slice(2);
+const client = createClient({ url, authToken, intMode: "bigint" });
+
+const plainRows = (rs) => rs.rows.map((row) => Array.from(row));
+const errorOf = (e) => ({ code: e.code ?? null, rawCode: e.rawCode ?? null, message: String(e.message) });
+
+const scenarios = {
+  async values() {
+    await client.execute("DELETE FROM vals");
+    const blob = new Uint8Array([0, 1, 0, 255, 0]);
+    const inserted = await client.execute({
+      sql: "INSERT INTO vals (i, f, t, b, n) VALUES (?, ?, ?, ?, ?)",
+      args: [9223372036854775807n, 3.25, "héllo wörld ✓ 日本", blob, null],
+    });
+    await client.execute({
+      sql: "INSERT INTO vals (i, f, t, b, n) VALUES (:i, :f, :t, :b, :n)",
+      args: { i: -9223372036854775808n, f: -0.5, t: "", b: new Uint8Array([]), n: null },
+    });
+    const rs = await client.execute("SELECT i, f, t, b, n, typeof(b) FROM vals ORDER BY rowid");
+    return {
+      rowsAffected: inserted.rowsAffected,
+      lastInsertRowid: inserted.lastInsertRowid,
+      columns: rs.columns,
+      columnTypes: rs.columnTypes,
+      rows: rs.rows.map((r) => [String(r[0]), r[1], r[2], Array.from(new Uint8Array(r[3])), r[4], r[5]]),
+    };
+  },
+  async batchModes() {
+    const out = {};
+    out.write = (await client.batch([
+      { sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: ["bw1", "1"] },
+      { sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: ["bw2", "2"] },
+    ], "write")).map((rs) => rs.rowsAffected);
+    out.read = (await client.batch([
+      "SELECT count(*) FROM kv WHERE k LIKE 'bw%'",
+      "SELECT v FROM kv WHERE k = 'bw2'",
+    ], "read")).map(plainRows);
+    out.deferredRead = (await client.batch(["SELECT v FROM kv WHERE k = 'bw1'"], "deferred")).map(plainRows);
+    out.deferredWrite = (await client.batch([
+      { sql: "UPDATE kv SET v = ? WHERE k = ?", args: ["22", "bw2"] },
+      "SELECT v FROM kv WHERE k = 'bw2'",
+    ], "deferred")).map((rs) => ({ affected: rs.rowsAffected, rows: plainRows(rs) }));
+    try {
+      await client.batch([
+        { sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: ["bw3", "3"] },
+        { sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: ["bw1", "dup"] },
+      ], "write");
+      out.atomicFailure = "no error";
+    } catch (e) {
+      out.atomicFailure = errorOf(e);
+    }
+    out.afterFailure = plainRows(await client.execute("SELECT count(*) FROM kv WHERE k = 'bw3'"));
+    return out;
+  },
+  async readTransaction() {
+    const tx = await client.transaction("read");
+    const first = plainRows(await tx.execute("SELECT count(*) FROM kv"));
+    const second = plainRows(await tx.execute("SELECT v FROM kv WHERE k = 'rt'"));
+    let writeError = null;
+    try {
+      await tx.execute("INSERT INTO kv (k, v) VALUES ('rt-write', 'x')");
+    } catch (e) {
+      writeError = errorOf(e);
+    }
+    await tx.commit();
+    return { first, second, writeError };
+  },
+  async writeTransaction() {
+    const tx = await client.transaction("write");
+    await tx.execute({ sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: [`${arg}-a`, "1"] });
+    const inside = plainRows(await tx.execute({ sql: "SELECT count(*) FROM kv WHERE k LIKE ?", args: [`${arg}-%`] }));
+    await tx.execute({ sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: [`${arg}-b`, "2"] });
+    await tx.commit();
+    const after = plainRows(await client.execute({ sql: "SELECT k FROM kv WHERE k LIKE ? ORDER BY k", args: [`${arg}-%`] }));
+    return { inside, after };
+  },
+  async writeTransactionRollback() {
+    const tx = await client.transaction("write");
+    await tx.execute({ sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: [`${arg}-rb`, "1"] });
+    await tx.rollback();
+    return plainRows(await client.execute({ sql: "SELECT count(*) FROM kv WHERE k = ?", args: [`${arg}-rb`] }));
+  },
+  async constraint() {
+    await client.execute({ sql: "INSERT OR IGNORE INTO kv (k, v) VALUES ('dup', 'x')" });
+    const out = {};
+    try {
+      await client.execute({ sql: "INSERT INTO kv (k, v) VALUES ('dup', 'y')" });
+      out.primaryKey = "no error";
+    } catch (e) {
+      out.primaryKey = errorOf(e);
+    }
+    try {
+      await client.execute({ sql: "INSERT INTO kv (k, v) VALUES ('nn', NULL)" });
+      out.notNull = "no error";
+    } catch (e) {
+      out.notNull = errorOf(e);
+    }
+    try {
+      await client.execute("INSERT INTO items (name, qty) VALUES ('neg', -1)");
+      out.check = "no error";
+    } catch (e) {
+      out.check = errorOf(e);
+    }
+    try {
+      await client.execute("SELEC nonsense");
+      out.syntax = "no error";
+    } catch (e) {
+      out.syntax = errorOf(e);
+    }
+    return out;
+  },
+  async readYourWrites() {
+    const n = Number(arg);
+    const misses = [];
+    for (let i = 0; i < n; i++) {
+      const key = `ryw-${process.pid}-${i}`;
+      await client.execute({ sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: [key, String(i)] });
+      const rs = await client.execute({ sql: "SELECT v FROM kv WHERE k = ?", args: [key] });
+      if (rs.rows.length !== 1 || rs.rows[0][0] !== String(i)) misses.push(i);
+    }
+    return { iterations: n, misses };
+  },
+  async executeRead() {
+    return plainRows(await client.execute(arg));
+  },
+};
+
+try {
+  const result = await scenarios[scenario]();
+  process.stdout.write(JSON.stringify({ ok: true, result }, (_, v) => (typeof v === "bigint" ? v.toString() : v)));
+} catch (e) {
+  process.stdout.write(JSON.stringify({ ok: false, error: errorOf(e), stack: String(e.stack) }));
+} finally {
+  client.close();
+}

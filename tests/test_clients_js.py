@@ -1,0 +1,81 @@
+"""``@libsql/client`` (npm, the client most Turso users have) against a POP.
+
+Origin: a real ``tursodb --sync-server``; POP: ``edge-pop serve`` with the turso engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pop.localrun import PopProcess, TursodbOrigin
+
+NodeClient = Callable[..., Any]
+
+
+def test_every_value_type_round_trips_exactly(node_client: NodeClient, pop: PopProcess) -> None:
+    result = node_client("values", pop)
+    assert result["rowsAffected"] == 1
+    assert result["columns"] == ["i", "f", "t", "b", "n", "typeof(b)"]
+    assert result["columnTypes"][:4] == ["INTEGER", "REAL", "TEXT", "BLOB"]
+    first, second = result["rows"]
+    assert first == [
+        "9223372036854775807",
+        3.25,
+        "héllo wörld ✓ 日本",
+        [0, 1, 0, 255, 0],
+        None,
+        "blob",
+    ]
+    assert second == ["-9223372036854775808", -0.5, "", [], None, "blob"]
+
+
+def test_batch_modes(node_client: NodeClient, pop: PopProcess, origin: TursodbOrigin) -> None:
+    result = node_client("batchModes", pop)
+    assert result["write"] == [1, 1]
+    assert result["read"] == [[["2"]], [["2"]]]
+    assert result["deferredRead"] == [[["1"]]]
+    assert result["deferredWrite"] == [
+        {"affected": 1, "rows": []},
+        {"affected": 0, "rows": [["22"]]},
+    ]
+    # A failing write batch is rolled back whole: bw3 was inserted before the duplicate.
+    assert result["atomicFailure"]["code"] == "SQLITE_CONSTRAINT_PRIMARYKEY"
+    assert result["afterFailure"] == [["0"]]
+    at_origin = origin.execute("SELECT v FROM kv WHERE k = 'bw2'")
+    assert at_origin["rows"] == [[{"type": "text", "value": "22"}]]
+
+
+def test_read_transaction_runs_locally_and_refuses_writes(
+    node_client: NodeClient, pop: PopProcess
+) -> None:
+    result = node_client("readTransaction", pop)
+    assert result["second"] == [["read-tx"]]
+    assert result["writeError"]["code"] == "SQLITE_READONLY"
+
+
+def test_constraint_errors_carry_sqlite_codes(node_client: NodeClient, pop: PopProcess) -> None:
+    result = node_client("constraint", pop)
+    assert result["primaryKey"]["code"] == "SQLITE_CONSTRAINT_PRIMARYKEY", result
+    assert result["notNull"]["code"] == "SQLITE_CONSTRAINT_NOTNULL", result
+    assert result["check"]["code"] == "SQLITE_CONSTRAINT_CHECK", result
+    assert result["syntax"]["code"] == "SQLITE_ERROR", result
+    assert "syntax error" in result["syntax"]["message"]
+
+
+def test_read_your_writes_in_a_loop(node_client: NodeClient, pop: PopProcess) -> None:
+    result = node_client("readYourWrites", pop, "200")
+    assert result == {"iterations": 200, "misses": []}
+
+
+def test_interactive_write_transaction_is_refused_clearly_by_a_streamless_origin(
+    node_client: NodeClient, pop: PopProcess, origin: TursodbOrigin
+) -> None:
+    """tursodb keeps no streams, so the POP must not open a transaction there."""
+    import pytest
+
+    with pytest.raises(AssertionError, match="TRANSACTION_NOT_SUPPORTED"):
+        node_client("writeTransaction", pop, "streamless")
+    assert origin.execute("SELECT count(*) FROM kv WHERE k LIKE 'streamless-%'")["rows"] == [
+        [{"type": "integer", "value": "0"}]
+    ]

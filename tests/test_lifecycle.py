@@ -1,0 +1,88 @@
+"""Restarts, an unreachable origin, and the operational endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pop.localrun import PopProcess, TursodbOrigin
+from tests.helpers import execute, pipeline, rows
+
+
+def test_restart_does_not_bootstrap_again(tursodb_binary: str, tmp_path: Path) -> None:
+    origin = TursodbOrigin(tursodb_binary, tmp_path)
+    origin.start_and_wait()
+    try:
+        origin.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, b BLOB)")
+        for _ in range(10):
+            origin.execute("INSERT INTO big (b) VALUES (randomblob(100000))")
+        first = PopProcess(origin.url, tmp_path, region="r")
+        first.start_and_wait()
+        bootstrap = httpx.get(f"{first.url}/ready").json()["engine"]
+        first.stop()
+        again = PopProcess(origin.url, tmp_path, region="r", token=first.token)
+        again.start_and_wait()
+        restart = httpx.get(f"{again.url}/ready").json()["engine"]
+        with again.client() as http:
+            assert rows(pipeline(http, [execute("SELECT count(*) FROM big")])) == [["10"]]
+        again.stop()
+    finally:
+        origin.stop()
+    assert bootstrap["network_received_bytes"] > 1_000_000
+    assert restart["network_received_bytes"] < 10_000, restart
+    assert restart["revision"] == bootstrap["revision"]
+
+
+@pytest.fixture()
+def lonely_pop(tursodb_binary: str, tmp_path: Path) -> tuple[TursodbOrigin, PopProcess]:
+    origin = TursodbOrigin(tursodb_binary, tmp_path)
+    origin.start_and_wait()
+    origin.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    origin.execute("INSERT INTO notes (body) VALUES ('kept locally')")
+    pop = PopProcess(origin.url, tmp_path, region="alone")
+    pop.start_and_wait()
+    return origin, pop
+
+
+def test_origin_down_reads_served_writes_fail_clearly(
+    lonely_pop: tuple[TursodbOrigin, PopProcess],
+) -> None:
+    origin, pop = lonely_pop
+    try:
+        origin.stop()
+        with pop.client() as http:
+            answer = pipeline(
+                http,
+                [
+                    execute("SELECT body FROM notes"),
+                    execute("INSERT INTO notes (body) VALUES ('lost?')"),
+                ],
+            )
+            assert rows(answer) == [["kept locally"]]
+            error = answer["results"][1]["error"]
+            assert error["code"] == "ORIGIN_UNAVAILABLE"
+            assert origin.url in error["message"]
+            assert httpx.get(f"{pop.url}/ready").status_code == 200
+            metrics = httpx.get(f"{pop.url}/metrics").text
+            assert 'edgepop_origin_errors_total{kind="unavailable"} 1.0' in metrics
+    finally:
+        pop.stop()
+
+
+def test_operational_endpoints(pop: PopProcess, pop_factory: Callable[..., PopProcess]) -> None:
+    assert httpx.get(f"{pop.url}/health").json() == {"status": "ok"}
+    ready = httpx.get(f"{pop.url}/ready").json()
+    assert ready["ready"] is True and ready["position"]
+    version = httpx.get(f"{pop.url}/version").json()
+    assert version["region"] == "eu-west" and version["engine"] == "turso"
+    assert httpx.post(f"{pop.url}/sync").status_code == 401
+    with pop.client() as http:
+        synced = http.post("/sync").json()
+    assert synced["ok"] is True and isinstance(synced["changed"], bool)
+    metrics = httpx.get(f"{pop.url}/metrics")
+    assert metrics.status_code == 200
+    assert 'edgepop_syncs_total{outcome="ok",trigger="api"}' in metrics.text
+    assert pop.token not in metrics.text

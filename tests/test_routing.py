@@ -1,0 +1,131 @@
+"""Read or write is decided by SQLite's compiler, not by keywords."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from pop.localrun import PopProcess, TursodbOrigin
+from pop.sql.inspector import Kind, SchemaObject, SqlInspector
+from tests.helpers import execute, ok_result, pipeline, rows
+
+
+@pytest.fixture()
+def inspector() -> SqlInspector:
+    inspector = SqlInspector()
+    inspector.load_schema(
+        [
+            SchemaObject("table", "t", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"),
+            SchemaObject("index", "t_v", "CREATE INDEX t_v ON t (v)"),
+        ]
+    )
+    return inspector
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind"),
+    [
+        ("SELECT * FROM t", Kind.READ),
+        ("/* INSERT */ SELECT 'DELETE FROM t' -- UPDATE", Kind.READ),
+        ("WITH x AS (SELECT 1) INSERT INTO t (v) SELECT * FROM x", Kind.WRITE),
+        ("WITH x AS (SELECT 1) SELECT * FROM x", Kind.READ),
+        ("REPLACE INTO t VALUES (1, 'a')", Kind.WRITE),
+        ("  -- leading comment\n  delete from t", Kind.WRITE),
+        ("PRAGMA user_version = 3", Kind.WRITE),
+        ("PRAGMA user_version", Kind.READ),
+        ("PRAGMA table_info(t)", Kind.READ),
+        ("PRAGMA foreign_keys = ON", Kind.WRITE),
+        ("CREATE TABLE u (a)", Kind.WRITE),
+        ("CREATE TEMP TABLE u (a)", Kind.WRITE),
+        ("ATTACH 'x.db' AS x", Kind.WRITE),
+        ("BEGIN", Kind.BEGIN_DEFERRED),
+        ("BEGIN DEFERRED", Kind.BEGIN_DEFERRED),
+        ("BEGIN IMMEDIATE", Kind.BEGIN_WRITE),
+        ("BEGIN EXCLUSIVE TRANSACTION", Kind.BEGIN_WRITE),
+        ("BEGIN TRANSACTION READONLY", Kind.BEGIN_READ),
+        ("begin /* c */ transaction readonly;", Kind.BEGIN_READ),
+        ("COMMIT", Kind.END_TRANSACTION),
+        ("END TRANSACTION", Kind.END_TRANSACTION),
+        ("ROLLBACK", Kind.END_TRANSACTION),
+        ("SAVEPOINT s", Kind.SAVEPOINT),
+        ("SELECT * FROM not_yet_synced", Kind.UNKNOWN),
+        ("SELECT vector32('[1,2]')", Kind.UNKNOWN),
+        ("SELECT 1; DELETE FROM t", Kind.UNKNOWN),
+        ("EXPLAIN DELETE FROM t", Kind.READ),
+    ],
+)
+def test_classification(inspector: SqlInspector, sql: str, kind: Kind) -> None:
+    assert inspector.inspect(sql).kind is kind
+
+
+def test_split_respects_strings_comments_and_triggers(inspector: SqlInspector) -> None:
+    script = (
+        "INSERT INTO t (v) VALUES ('a;b'); -- c;d\n"
+        "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET v = 'x;y'; END;"
+        "SELECT 1 /* ; */;"
+    )
+    parts = inspector.split(script)
+    assert len(parts) == 3
+    assert parts[0] == "INSERT INTO t (v) VALUES ('a;b');"
+    assert parts[1].endswith("END;")
+
+
+def test_schema_change_is_seen(inspector: SqlInspector) -> None:
+    assert inspector.inspect("SELECT * FROM later").kind is Kind.UNKNOWN
+    assert inspector.load_schema([SchemaObject("table", "later", "CREATE TABLE later (a)")])
+    assert inspector.inspect("SELECT * FROM later").kind is Kind.READ
+    assert not inspector.load_schema([SchemaObject("table", "later", "CREATE TABLE later (a)")])
+
+
+def _routes(pop: PopProcess) -> dict[str, float]:
+    text = httpx.get(f"{pop.url}/metrics").text
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("edgepop_requests_total{") and 'request_type="execute"' in line:
+            route = line.split('route="')[1].split('"')[0]
+            counts[route] = counts.get(route, 0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "WITH n(x) AS (SELECT 'cte-insert') INSERT INTO kv (k, v) SELECT x, 'w' FROM n",
+        "/* just a comment */ REPLACE INTO kv (k, v) VALUES ('replaced', 'w')",
+        "-- select\nINSERT INTO kv (k, v) VALUES ('commented', 'w')",
+    ],
+)
+def test_writes_that_keyword_guessing_misses_reach_the_origin(
+    sql: str, client: httpx.Client, pop: PopProcess, origin: TursodbOrigin
+) -> None:
+    before = _routes(pop).get("origin", 0)
+    answer = pipeline(client, [execute(sql)])
+    assert ok_result(answer)["result"]["affected_row_count"] == 1
+    assert _routes(pop).get("origin", 0) == before + 1
+    assert origin.execute("SELECT count(*) FROM kv WHERE v = 'w'")["rows"][0][0]["value"] != "0"
+
+
+def test_reads_stay_local(client: httpx.Client, pop: PopProcess) -> None:
+    before = _routes(pop).get("local", 0)
+    answer = pipeline(
+        client, [execute("WITH q AS (SELECT name FROM items) SELECT count(*) FROM q")]
+    )
+    assert rows(answer) == [["2"]]
+    assert _routes(pop).get("local", 0) == before + 1
+
+
+def test_ddl_is_forwarded_and_then_readable_locally(
+    client: httpx.Client, pop: PopProcess, origin: TursodbOrigin
+) -> None:
+    answer = pipeline(
+        client,
+        [
+            execute("CREATE TABLE fresh (a INTEGER)"),
+            execute("INSERT INTO fresh VALUES (7)"),
+            execute("SELECT a FROM fresh"),
+        ],
+    )
+    assert rows(answer, 2) == [["7"]]
+    before = _routes(pop).get("local", 0)
+    pipeline(client, [execute("SELECT a FROM fresh")])
+    assert _routes(pop).get("local", 0) == before + 1
