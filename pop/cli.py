@@ -35,6 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir", default=None, help="folder for the demo's files (default: temporary)"
     )
     demo.add_argument("--keep-running", action="store_true", help="keep serving until Ctrl-C")
+    gateway = commands.add_parser(
+        "gateway",
+        help="serve Hrana with real streams in front of a tursodb origin (which has none)",
+    )
+    gateway.add_argument("--origin", required=True, help="tursodb --sync-server URL")
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=8081)
     args = parser.parse_args(argv)
 
     if args.command == "serve":
@@ -45,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         from pop.demo import run_demo
 
         return run_demo(args.tursodb, args.workdir, keep_running=args.keep_running)
+    if args.command == "gateway":
+        from pop.gateway import run_gateway
+
+        return run_gateway(args.origin, args.host, args.port)
     parser.print_help()
     return 2
 

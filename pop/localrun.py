@@ -30,9 +30,16 @@ def free_port() -> int:
 
 
 class ManagedProcess:
-    """A child process with its output in a log file, stopped gently then firmly."""
+    """A child process serving HTTP on a loopback port, its output in a log file."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: Mapping[str, str]) -> None:
+    ready_path = "/health"  # polled by start_and_wait until it answers ready_status
+    ready_status = 200
+    startup_timeout = 20.0
+
+    def __init__(
+        self, name: str, argv: list[str], log_path: Path, env: Mapping[str, str], port: int
+    ) -> None:
+        self.port = port
         self.name = name
         self.argv = argv
         self.log_path = log_path
@@ -46,6 +53,16 @@ class ManagedProcess:
             self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
         )
         log.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start_and_wait(self, timeout: float | None = None) -> None:
+        self.start()
+        self.wait_until(
+            f"{self.url}{self.ready_path}", timeout or self.startup_timeout, self.ready_status
+        )
 
     @property
     def running(self) -> bool:
@@ -95,24 +112,20 @@ class ManagedProcess:
 class TursodbOrigin(ManagedProcess):
     """``tursodb FILE --sync-server``: a real origin serving Turso Sync and basic Hrana."""
 
+    # tursodb answers 404 on GET /v2, but only once it is listening.
+    ready_path = "/v2"
+    ready_status = 404
+
     def __init__(self, binary: str | Path, workdir: Path, port: int | None = None) -> None:
-        self.port = port or free_port()
+        port = port or free_port()
         self.db_path = workdir / "origin.db"
         super().__init__(
             "tursodb origin",
-            [str(binary), str(self.db_path), "--sync-server", f"127.0.0.1:{self.port}"],
+            [str(binary), str(self.db_path), "--sync-server", f"127.0.0.1:{port}"],
             workdir / "origin.log",
             os.environ,
+            port,
         )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start_and_wait(self, timeout: float = 20.0) -> None:
-        self.start()
-        # tursodb answers 404 on GET /v2 but only once it is listening.
-        self.wait_until(f"{self.url}/v2", timeout, expect_status=404)
 
     def execute(self, sql: str, args: list[Any] | None = None) -> dict[str, Any]:
         """Run one statement directly on the origin (not through a POP)."""
@@ -137,6 +150,9 @@ class TursodbOrigin(ManagedProcess):
 class PopProcess(ManagedProcess):
     """``edge-pop serve`` configured like a user would, through environment variables."""
 
+    ready_path = "/ready"
+    startup_timeout = 30.0
+
     def __init__(
         self,
         origin_url: str,
@@ -148,7 +164,7 @@ class PopProcess(ManagedProcess):
         port: int | None = None,
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
-        self.port = port or free_port()
+        port = port or free_port()
         self.token = token or secrets.token_urlsafe(16)
         self.region = region
         self.replica_path = workdir / f"pop-{region}.db"
@@ -158,7 +174,7 @@ class PopProcess(ManagedProcess):
             "PROXY_AUTH_TOKEN": self.token,
             "REPLICA_ENGINE": engine,
             "DB_FILEPATH": str(self.replica_path),
-            "PORT": str(self.port),
+            "PORT": str(port),
             "HOST": "127.0.0.1",
             "REGION": region,
             **(extra_env or {}),
@@ -168,15 +184,8 @@ class PopProcess(ManagedProcess):
             [sys.executable, "-m", "pop", "serve", "--env-file", ""],
             workdir / f"pop-{region}.log",
             env,
+            port,
         )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start_and_wait(self, timeout: float = 30.0) -> None:
-        self.start()
-        self.wait_until(f"{self.url}/ready", timeout)
 
     def client(self) -> httpx.Client:
         return httpx.Client(
@@ -192,3 +201,20 @@ def running(*processes: ManagedProcess) -> Iterator[None]:
     finally:
         for process in reversed(processes):
             process.stop()
+
+
+class GatewayProcess(ManagedProcess):
+    """``edge-pop gateway``: Hrana streams in front of a ``tursodb`` origin."""
+
+    ready_path = "/v3"
+
+    def __init__(self, origin_url: str, workdir: Path, port: int | None = None) -> None:
+        port = port or free_port()
+        argv = [sys.executable, "-m", "pop", "gateway", "--origin", origin_url]
+        super().__init__(
+            "stream gateway",
+            [*argv, "--port", str(port)],
+            workdir / "gateway.log",
+            os.environ,
+            port,
+        )

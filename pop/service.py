@@ -16,7 +16,7 @@ from pop import __version__
 from pop.config import Settings
 from pop.engines import ReplicaEngine, open_engine
 from pop.engines.base import replica_size_bytes
-from pop.hrana.errors import HranaError, OriginUnavailable, ProtocolError
+from pop.hrana.errors import HranaError, OriginUnavailable, ProtocolError, error_result
 from pop.hrana.messages import (
     Batch,
     BatchReq,
@@ -156,7 +156,7 @@ class PopService:
         for request in body.requests:
             if closed:
                 results.append(
-                    _error(
+                    error_result(
                         HranaError("the stream was closed by an earlier request", "STREAM_CLOSED")
                     )
                 )
@@ -182,13 +182,13 @@ class PopService:
             if isinstance(exc, OriginUnavailable):
                 self.metrics.origin_errors.labels("unavailable").inc()
                 route = Route.ORIGIN
-            answer = _error(exc)
+            answer = error_result(exc)
         except Exception:
             log.exception(
                 "unexpected failure while handling a request", extra={"type": request.type}
             )
             outcome = "error"
-            answer = _error(HranaError("internal error in the POP; see its log", "INTERNAL"))
+            answer = error_result(HranaError("internal error in the POP; see its log", "INTERNAL"))
         else:
             outcome, route = "ok", handled.route
             answer = {"type": "ok", "response": handled.response}
@@ -238,10 +238,6 @@ class PopService:
             {"error": {"message": error["message"]}} if error else {"results": _legacy_rows(ok)}
             for ok, error in zip(result["step_results"], result["step_errors"], strict=True)
         ]
-
-
-def _error(exc: HranaError | ProtocolError) -> dict[str, Any]:
-    return {"type": "error", "error": {"message": exc.message, "code": exc.code}}
 
 
 def _legacy_stmt(statement: Any) -> Stmt:

@@ -82,6 +82,11 @@ class OriginUnavailable(HranaError):
         )
 
 
+def error_result(exc: HranaError | ProtocolError) -> dict[str, Any]:
+    """A failed request's entry in a pipeline's ``results``."""
+    return {"type": "error", "error": {"message": exc.message, "code": exc.code}}
+
+
 def code_from_message(message: str, primary: str | None = None) -> str:
     """Best SQLite extended code name for an engine message that carries no code.
 
