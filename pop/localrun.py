@@ -218,3 +218,44 @@ class GatewayProcess(ManagedProcess):
             os.environ,
             port,
         )
+
+
+class RedisProcess(ManagedProcess):
+    """``redis-server`` on a loopback port, without persistence."""
+
+    def __init__(
+        self, workdir: Path, port: int | None = None, binary: str = "redis-server"
+    ) -> None:
+        port = port or free_port()
+        argv = [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        super().__init__("redis", argv, workdir / f"redis-{port}.log", os.environ, port)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start_and_wait(self, timeout: float | None = None) -> None:
+        self.start()
+        deadline = time.monotonic() + (timeout or self.startup_timeout)
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise RuntimeError(f"redis exited early:\n{self.log_tail()}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 1) as conn,
+            ):
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"redis not answering on port {self.port}:\n{self.log_tail()}")

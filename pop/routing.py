@@ -8,6 +8,8 @@ runs on the origin; a transaction never runs half here and half there. SQLite's 
 from __future__ import annotations
 
 import enum
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,8 @@ from pop.local.pool import ReaderPool
 from pop.origin.forward import Forwarder
 from pop.sql.inspector import Kind, SqlInspector, StatementInfo
 from pop.streams import Stream
+
+log = logging.getLogger(__name__)
 
 
 class Route(enum.Enum):
@@ -180,9 +184,22 @@ class Router:
     async def _at_origin(
         self, stream: Stream, infos: list[StatementInfo], call: Awaitable[Any]
     ) -> Any:
+        started = time.perf_counter()
+        outcome = "error"
         try:
             result = await call
+            outcome = "ok"
         finally:
+            log.info(
+                "forwarded to origin",
+                extra={
+                    "stream": stream.id,
+                    "statements": len(infos),
+                    "writes": sum(not info.is_read for info in infos),
+                    "outcome": outcome,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
             for info in infos:
                 if info.kind in _OPENS_TRANSACTION:
                     stream.origin_in_transaction = self._forwarder.client.keeps_streams

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -30,6 +31,9 @@ def serve(env_file: str | None = ".env") -> int:
         )
         if s is not None
     ]
+    if settings.redis_connection_string is not None:
+        password = urlsplit(settings.redis_connection_string.get_secret_value()).password
+        secrets += [password] if password else []
     setup_logging(settings.log_level, settings.log_format, secrets)
     app = create_app(PopService(settings))
     log.info(

@@ -38,6 +38,8 @@ from pop.routing import Route, Router
 from pop.sql.inspector import SchemaObject, SqlInspector
 from pop.streams import StreamRegistry
 from pop.sync.coordinator import SyncCoordinator, SyncOutcome, Trigger
+from pop.sync.messages import SyncMessage, database_key
+from pop.sync.pubsub import RedisFabric
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,19 @@ class PopService:
             self.inspector, self.pool, Forwarder(self.origin, self.inspector), self._after_write
         )
         self.streams = StreamRegistry(settings.stream_idle_timeout, on_expire=self.router.release)
+        self.database = database_key(settings.turso_database_url)
+        self.fabric: RedisFabric | None = None
+        if settings.redis_connection_string is not None:
+            self.fabric = RedisFabric(
+                settings.redis_connection_string.get_secret_value(),
+                settings.redis_sync_channel,
+                database=self.database,
+                pop_id=settings.pop_id,
+                metrics=self.metrics,
+                position=self.engine.position,
+                on_message=self._pubsub_message,
+            )
+        self._publishing: set[asyncio.Task[None]] = set()
         self.ready = False
         self._interval_task: asyncio.Task[None] | None = None
         self.metrics.info.info(
@@ -83,6 +98,8 @@ class PopService:
         except OriginUnavailable as exc:
             log.warning("origin not reachable at start", extra={"error": exc.message})
         self.streams.start()
+        if self.fabric is not None:
+            self.fabric.start()
         self._interval_task = asyncio.create_task(self._interval_sync(), name="interval-sync")
         self.ready = True
         log.info(
@@ -103,6 +120,8 @@ class PopService:
             self._interval_task.cancel()
             self._interval_task = None
         await self.streams.stop()
+        if self.fabric is not None:
+            await self.fabric.stop()
         await self.origin.aclose()
         self.pool.close()
         await asyncio.to_thread(self.engine.close)
@@ -124,6 +143,14 @@ class PopService:
                 "replica could not catch up after a write; it will on the next sync",
                 extra={"error": outcome.error},
             )
+        if self.fabric is not None:
+            # Published in the background: a slow or absent Redis must not delay writes.
+            task = asyncio.create_task(self.fabric.publish(outcome.position))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+
+    async def _pubsub_message(self, message: SyncMessage) -> None:
+        await self.coordinator.request("pubsub")
 
     def _synced(self, outcome: SyncOutcome) -> None:
         self.metrics.syncs.labels(outcome.trigger, "ok" if outcome.ok else "error").inc()

@@ -69,6 +69,13 @@ def node_client() -> Callable[..., Any]:
     return run
 
 
+@pytest.fixture(scope="session")
+def redis_binary() -> str:
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is required: run tools/ensure-apt.sh redis-server=redis-server"
+    return binary
+
+
 @pytest.fixture(scope="module")
 def origin(
     tursodb_binary: str, tmp_path_factory: pytest.TempPathFactory

@@ -41,6 +41,9 @@ class SyncMessage:
     database: str | None
     sender: str | None = None
     reason: SyncReason = "write"
+    # The sender's replica position after the change, when known: a receiver already at
+    # or past it has nothing to pull.
+    position: str | None = None
     sent_at: float = 0.0
 
     def encode(self) -> bytes:
@@ -51,6 +54,7 @@ class SyncMessage:
                 "database": self.database,
                 "sender": self.sender,
                 "reason": self.reason,
+                "position": self.position,
                 "sent_at": self.sent_at or time.time(),
             }
         )
@@ -71,13 +75,24 @@ class SyncMessage:
         sender = body.get("sender")
         reason = body.get("reason")
         sent_at = body.get("sent_at")
+        position = body.get("position")
         return cls(
             database=database if isinstance(database, str) else None,
             sender=sender if isinstance(sender, str) else None,
             reason=reason if reason in ("write", "operator", "lagging", "api") else "write",
+            position=str(position) if isinstance(position, str | int) else None,
             sent_at=float(sent_at) if isinstance(sent_at, int | float) else 0.0,
         )
 
     def concerns(self, database: str) -> bool:
         """Whether a POP serving ``database`` should act on this message."""
         return self.database is None or self.database == database
+
+    def already_seen_at(self, position: str | None) -> bool:
+        """Whether a replica at ``position`` already holds the change this message announces.
+
+        Only equal positions count: engines do not promise that positions order across
+        restarts or checkpoints of the origin, and a needless sync is cheap while a skipped
+        one leaves a replica stale.
+        """
+        return self.position is not None and position == self.position
