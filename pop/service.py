@@ -137,17 +137,18 @@ class PopService:
         return await self.coordinator.request(trigger)
 
     async def _after_write(self) -> None:
+        if self.fabric is not None:
+            # The origin has the change now: the other POPs pull it while this one does.
+            # In the background, so that a slow or absent Redis never delays a write.
+            task = asyncio.create_task(self.fabric.publish())
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
         outcome = await self.coordinator.request("write")
         if not outcome.ok:
             log.warning(
                 "replica could not catch up after a write; it will on the next sync",
                 extra={"error": outcome.error},
             )
-        if self.fabric is not None:
-            # Published in the background: a slow or absent Redis must not delay writes.
-            task = asyncio.create_task(self.fabric.publish(outcome.position))
-            self._publishing.add(task)
-            task.add_done_callback(self._publishing.discard)
 
     async def _pubsub_message(self, message: SyncMessage) -> None:
         await self.coordinator.request("pubsub")

@@ -86,3 +86,23 @@ def test_operational_endpoints(pop: PopProcess, pop_factory: Callable[..., PopPr
     assert metrics.status_code == 200
     assert 'edgepop_syncs_total{outcome="ok",trigger="api"}' in metrics.text
     assert pop.token not in metrics.text
+
+
+def test_json_logs_have_one_line_per_sync_and_forwarded_write(
+    origin: TursodbOrigin, pop_factory: Callable[..., PopProcess]
+) -> None:
+    import json
+
+    pop = pop_factory("jsonlog", extra_env={"LOG_FORMAT": "json"})
+    with pop.client() as http:
+        answer = pipeline(http, [execute("INSERT INTO kv (k, v) VALUES ('logged', 'x')")])
+        assert answer["results"][0]["type"] == "ok"
+    pop.stop()
+    lines = pop.log_path.read_text().splitlines()
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    assert len(events) == len(lines), "every log line is JSON"
+    forwarded = [e for e in events if e["message"] == "forwarded to origin"]
+    assert forwarded and forwarded[0]["outcome"] == "ok" and forwarded[0]["duration_ms"] >= 0
+    syncs = [e for e in events if e["message"] == "sync ok" and e["trigger"] == "write"]
+    assert syncs and {"changed", "duration_ms", "position"} <= set(syncs[0])
+    assert pop.token not in pop.log_path.read_text()

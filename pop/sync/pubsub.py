@@ -57,10 +57,8 @@ class RedisFabric:
             await asyncio.gather(self._task, return_exceptions=True)
         await self._publisher.aclose()
 
-    async def publish(self, position: str | None) -> None:
-        message = SyncMessage(
-            database=self._database, sender=self._pop_id, reason="write", position=position
-        )
+    async def publish(self) -> None:
+        message = SyncMessage(database=self._database, sender=self._pop_id, reason="write")
         try:
             await self._publisher.publish(self.channel, message.encode())
         except (RedisError, OSError) as exc:
