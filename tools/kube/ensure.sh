@@ -9,8 +9,8 @@
 #                     with the published v0.X.Y modules)
 #   etcd/go.mod       requires go.etcd.io/etcd/{server,etcdctl}/v3
 # Binaries land in ${EDGE_POP_CACHE:-$HOME/.cache/edge-pop}/kube-<k8s version>/.
-# A stamp (hash of both go.mod/go.sum pairs and of this script) decides whether
-# the cache is current, so a second run only hashes four files.
+# A stamp (hash of both go.mod/go.sum pairs and of build_rev below) decides
+# whether the cache is current, so a second run only hashes four files.
 #
 # Environment:
 #   EDGE_POP_CACHE    cache root (default $HOME/.cache/edge-pop)
@@ -33,10 +33,14 @@ etcd_version="$(awk '$1 == "require" && $2 == "go.etcd.io/etcd/server/v3" {print
 
 out="$cache_root/kube-${k8s_version#v}"
 binaries=(kube-apiserver kubectl etcd etcdctl)
+# Bump when the build commands or flags below change, to invalidate caches.
+build_rev=1
 
 stamp_of() {
-    cat "$here/apiserver/go.mod" "$here/apiserver/go.sum" \
-        "$here/etcd/go.mod" "$here/etcd/go.sum" "$here/ensure.sh" | sha256sum | cut -d' ' -f1
+    {
+        echo "build_rev=$build_rev"
+        cat "$here/apiserver/go.mod" "$here/apiserver/go.sum" "$here/etcd/go.mod" "$here/etcd/go.sum"
+    } | sha256sum | cut -d' ' -f1
 }
 want_stamp="$(stamp_of)"
 
