@@ -26,6 +26,9 @@ from pop.hrana.messages import CursorBody, LegacyBody, PipelineBody, parse_body
 from pop.service import PopService
 
 Handler = Callable[[Request], Awaitable[Response]]
+# A data endpoint: answers a request for the endpoint it is mounted as, saying where
+# (local, origin, none) the answer came from.
+DataHandler = Callable[[Request, str], Awaitable[tuple[Response, str]]]
 
 
 class JSONResponse(Response):
@@ -39,11 +42,16 @@ def create_app(service: PopService) -> Starlette:
     settings = service.settings
     expected = b"Bearer " + settings.proxy_auth_token.get_secret_value().encode()
 
-    def protected(endpoint: str, handler: Handler) -> Handler:
-        """Auth, body limits, protocol errors and metrics for one data endpoint."""
+    def protected(endpoint: str, handler: DataHandler) -> Handler:
+        """Auth, protocol errors and metrics for one data endpoint."""
+        latency = {
+            route: service.metrics.http_request_duration.labels(endpoint, route)
+            for route in ("local", "origin", "none")
+        }
 
         async def wrapped(request: Request) -> Response:
             started = time.perf_counter()
+            route = "none"
             try:
                 presented = request.headers.get("authorization", "").encode()
                 if not hmac.compare_digest(presented, expected):
@@ -52,15 +60,11 @@ def create_app(service: PopService) -> Starlette:
                         code="UNAUTHORIZED",
                         status=401,
                     )
-                response = await handler(request)
+                response, route = await handler(request, endpoint)
             except ProtocolError as exc:
-                service.metrics.requests.labels(
-                    endpoint, "http", "none", f"http_{exc.status}"
-                ).inc()
+                service.metrics.count_request(endpoint, "http", "none", f"http_{exc.status}")
                 response = JSONResponse(exc.to_json(), status_code=exc.status)
-            service.metrics.http_request_duration.labels(endpoint, "all").observe(
-                time.perf_counter() - started
-            )
+            latency[route].observe(time.perf_counter() - started)
             return response
 
         return wrapped
@@ -68,8 +72,10 @@ def create_app(service: PopService) -> Starlette:
     async def read_body(request: Request) -> bytes:
         limit = settings.max_body_bytes
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _too_large(limit)
+        if declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                raise _too_large(limit)
+            return await request.body()
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
@@ -79,24 +85,23 @@ def create_app(service: PopService) -> Starlette:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def pipeline(request: Request) -> Response:
-        endpoint = request.url.path.strip("/").split("/")[0]  # "v2" or "v3"
+    async def pipeline(request: Request, endpoint: str) -> tuple[Response, str]:
         body = parse_body(PipelineBody, await read_body(request))
-        return JSONResponse(await service.pipeline(body, f"{endpoint}_pipeline"))
+        answer = await service.pipeline(body, endpoint)
+        return JSONResponse(answer.body), answer.route.value
 
-    async def cursor(request: Request) -> Response:
-        body = parse_body(CursorBody, await read_body(request))
-        entries = await service.cursor(body)
-        lines = b"".join(orjson.dumps(entry) + b"\n" for entry in entries)
-        return Response(lines, media_type="text/plain")
+    async def cursor(request: Request, _: str) -> tuple[Response, str]:
+        answer = await service.cursor(parse_body(CursorBody, await read_body(request)))
+        lines = b"".join(orjson.dumps(entry) + b"\n" for entry in answer.body)
+        return Response(lines, media_type="text/plain"), answer.route.value
 
-    async def legacy(request: Request) -> Response:
-        body = parse_body(LegacyBody, await read_body(request))
-        return JSONResponse(await service.legacy(body))
+    async def legacy(request: Request, _: str) -> tuple[Response, str]:
+        answer = await service.legacy(parse_body(LegacyBody, await read_body(request)))
+        return JSONResponse(answer.body), answer.route.value
 
-    async def sync(request: Request) -> Response:
+    async def sync(_: Request, __: str) -> tuple[Response, str]:
         outcome = await service.sync("api")
-        return JSONResponse(
+        response = JSONResponse(
             {
                 "ok": outcome.ok,
                 "changed": outcome.changed,
@@ -106,6 +111,7 @@ def create_app(service: PopService) -> Starlette:
             },
             status_code=200 if outcome.ok else 502,
         )
+        return response, "none"
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -7,6 +7,8 @@ a test keeps them in step. Names follow Prometheus conventions (``_total``,
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -81,6 +83,15 @@ class PopMetrics:
         self.open_streams = Gauge(
             "edgepop_open_streams", "Hrana streams currently kept open", registry=r
         )
+        self._request_counters: dict[tuple[str, str, str, str], Any] = {}
+
+    def count_request(self, endpoint: str, request_type: str, route: str, outcome: str) -> None:
+        """``requests.labels(...).inc()``, with the labelled child looked up once."""
+        key = (endpoint, request_type, route, outcome)
+        counter = self._request_counters.get(key)
+        if counter is None:
+            counter = self._request_counters[key] = self.requests.labels(*key)
+        counter.inc()
 
 
 def _exported_names() -> tuple[str, ...]:

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pop import __version__
@@ -42,6 +43,22 @@ from pop.sync.messages import SyncMessage, database_key
 from pop.sync.pubsub import RedisFabric
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What an endpoint sends back, and where it was answered (for the latency metric)."""
+
+    body: Any
+    route: Route
+
+
+def _summary(routes: set[Route]) -> Route:
+    """One route label for a whole call: origin if any request went there."""
+    for route in (Route.ORIGIN, Route.LOCAL):
+        if route in routes:
+            return route
+    return Route.NONE
 
 
 class PopService:
@@ -166,6 +183,7 @@ class PopService:
             .fetchall()
         )
         if self.inspector.load_schema(SchemaObject(*row) for row in rows):
+            self.pool.schema_changed()
             log.debug("schema reloaded", extra={"objects": len(rows)})
 
     def refresh_gauges(self) -> None:
@@ -177,9 +195,10 @@ class PopService:
 
     # -- Hrana -------------------------------------------------------------------------
 
-    async def pipeline(self, body: PipelineBody, endpoint: str) -> dict[str, Any]:
+    async def pipeline(self, body: PipelineBody, endpoint: str) -> Answer:
         stream = self.streams.take(body.baton) if body.baton else self.streams.open()
         results: list[dict[str, Any]] = []
+        routes: set[Route] = set()
         closed = False
         for request in body.requests:
             if closed:
@@ -193,13 +212,17 @@ class PopService:
                 await self.router.release(stream)
                 closed = True
                 results.append({"type": "ok", "response": {"type": "close"}})
-                self.metrics.requests.labels(endpoint, "close", Route.NONE.value, "ok").inc()
+                self.metrics.count_request(endpoint, "close", Route.NONE.value, "ok")
                 continue
-            results.append(await self._one(stream, request, endpoint))
+            result, route = await self._one(stream, request, endpoint)
+            results.append(result)
+            routes.add(route)
         baton = None if closed else self.streams.park(stream)
-        return {"baton": baton, "base_url": None, "results": results}
+        return Answer({"baton": baton, "base_url": None, "results": results}, _summary(routes))
 
-    async def _one(self, stream: Any, request: StreamRequest, endpoint: str) -> dict[str, Any]:
+    async def _one(
+        self, stream: Any, request: StreamRequest, endpoint: str
+    ) -> tuple[dict[str, Any], Route]:
         route = Route.NONE
         if log.isEnabledFor(logging.DEBUG):
             log.debug("request", extra={"stream": stream.id, "request": request.model_dump_json()})
@@ -220,17 +243,19 @@ class PopService:
         else:
             outcome, route = "ok", handled.route
             answer = {"type": "ok", "response": handled.response}
-        self.metrics.requests.labels(endpoint, request.type, route.value, outcome).inc()
-        return answer
+        self.metrics.count_request(endpoint, request.type, route.value, outcome)
+        return answer, route
 
-    async def cursor(self, body: CursorBody) -> list[dict[str, Any]]:
-        """The entries of a ``/v3/cursor`` answer (after the header line)."""
+    async def cursor(self, body: CursorBody) -> Answer:
+        """The entries of a ``/v3/cursor`` answer, the header line first."""
         stream = self.streams.take(body.baton) if body.baton else self.streams.open()
-        answer = await self._one(stream, BatchReq(type="batch", batch=body.batch), "cursor")
+        answer, route = await self._one(
+            stream, BatchReq(type="batch", batch=body.batch), "v3_cursor"
+        )
         entries: list[dict[str, Any]] = [{"baton": self.streams.park(stream), "base_url": None}]
         if answer["type"] == "error":
             entries.append({"type": "error", "error": answer["error"]})
-            return entries
+            return Answer(entries, route)
         result = answer["response"]["result"]
         for step, (ok, error) in enumerate(
             zip(result["step_results"], result["step_errors"], strict=True)
@@ -247,25 +272,30 @@ class PopService:
                         "last_insert_rowid": ok["last_insert_rowid"],
                     }
                 )
-        return entries
+        return Answer(entries, route)
 
-    async def legacy(self, body: LegacyBody) -> list[dict[str, Any]]:
+    async def legacy(self, body: LegacyBody) -> Answer:
         """The original ``POST /`` API: statements in, ``{results}`` or ``{error}`` out."""
         steps = [BatchStep(stmt=_legacy_stmt(statement)) for statement in body.statements]
         stream = self.streams.open()
         try:
-            answer = await self._one(
+            answer, route = await self._one(
                 stream, BatchReq(type="batch", batch=Batch(steps=steps)), "legacy"
             )
         finally:
             await self.router.release(stream)
         if answer["type"] == "error":
-            return [{"error": {"message": answer["error"]["message"]}} for _ in steps]
+            return Answer(
+                [{"error": {"message": answer["error"]["message"]}} for _ in steps], route
+            )
         result = answer["response"]["result"]
-        return [
-            {"error": {"message": error["message"]}} if error else {"results": _legacy_rows(ok)}
-            for ok, error in zip(result["step_results"], result["step_errors"], strict=True)
-        ]
+        return Answer(
+            [
+                {"error": {"message": error["message"]}} if error else {"results": _legacy_rows(ok)}
+                for ok, error in zip(result["step_results"], result["step_errors"], strict=True)
+            ],
+            route,
+        )
 
 
 def _legacy_stmt(statement: Any) -> Stmt:

@@ -129,3 +129,18 @@ def test_ddl_is_forwarded_and_then_readable_locally(
     before = _routes(pop).get("local", 0)
     pipeline(client, [execute("SELECT a FROM fresh")])
     assert _routes(pop).get("local", 0) == before + 1
+
+
+def test_compiled_statements_follow_schema_changes(
+    client: httpx.Client, origin: TursodbOrigin
+) -> None:
+    origin.execute("CREATE TABLE evolving (a INTEGER)")
+    origin.execute("INSERT INTO evolving VALUES (1)")
+    client.post("/sync")
+    before = ok_result(pipeline(client, [execute("SELECT * FROM evolving")]))["result"]
+    assert [c["name"] for c in before["cols"]] == ["a"]
+    origin.execute("ALTER TABLE evolving ADD COLUMN b TEXT DEFAULT 'new'")
+    client.post("/sync")
+    after = ok_result(pipeline(client, [execute("SELECT * FROM evolving")]))["result"]
+    assert [c["name"] for c in after["cols"]] == ["a", "b"]
+    assert after["rows"][0][1] == {"type": "text", "value": "new"}

@@ -214,11 +214,17 @@ def test_metrics_after_real_traffic(
             "sent": _metric(a, "edgepop_pubsub_messages_total", direction="sent"),
             "received_b": _metric(b, "edgepop_pubsub_messages_total", direction="received"),
             "streams": _metric(a, "edgepop_open_streams"),
-            "latency_count": _metric(
+            "latency_local": _metric(
                 a,
                 "edgepop_http_request_duration_seconds_count",
                 endpoint="v2_pipeline",
-                route="all",
+                route="local",
+            ),
+            "latency_origin": _metric(
+                a,
+                "edgepop_http_request_duration_seconds_count",
+                endpoint="v2_pipeline",
+                route="origin",
             ),
         }
         assert all(value > 0 for key, value in values.items() if key != "age"), values

@@ -40,8 +40,9 @@ class SqlRef(_Message):
 
 
 class Stmt(SqlRef):
-    args: list[HranaValue] = []
-    named_args: list[NamedArg] = []
+    # default_factory: a literal [] default would be deep-copied on every statement.
+    args: list[HranaValue] = Field(default_factory=list)
+    named_args: list[NamedArg] = Field(default_factory=list)
     want_rows: bool = True
     replication_index: Any = None
 
