@@ -23,7 +23,11 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Regions", "type": "integer", "jsonPath": ".status.regionCount"},
     {"name": "Pops", "type": "string", "jsonPath": ".status.readyReplicas"},
-    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
@@ -51,7 +55,6 @@ def _root_schema() -> dict[str, Any]:
                     f"metadata.name must be a DNS label of at most {EDGEPOP_NAME_MAX}"
                     " characters starting with a letter"
                 ),
-                "fieldPath": ".metadata.name",
             }
         ],
     }
@@ -64,7 +67,10 @@ def custom_resource_definition() -> dict[str, Any]:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": CRD_NAME,
-            "labels": {"app.kubernetes.io/name": "edge-pop", "app.kubernetes.io/part-of": "edge-pop"},
+            "labels": {
+                "app.kubernetes.io/name": "edge-pop",
+                "app.kubernetes.io/part-of": "edge-pop",
+            },
         },
         "spec": {
             "group": GROUP,

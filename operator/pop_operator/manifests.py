@@ -44,7 +44,10 @@ def _dump(docs: list[Any], *, helm: bool = False) -> str:
 
 
 def _kustomization(resources: list[str], namespace: str | None = None) -> str:
-    body: dict[str, Any] = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
+    body: dict[str, Any] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+    }
     if namespace:
         body["namespace"] = namespace
     body["resources"] = resources
@@ -58,7 +61,10 @@ def generated_files() -> dict[Path, str]:
     namespace_obj = {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": KUSTOMIZE_NAMESPACE, "labels": {"app.kubernetes.io/part-of": "edge-pop"}},
+        "metadata": {
+            "name": KUSTOMIZE_NAMESPACE,
+            "labels": {"app.kubernetes.io/part-of": "edge-pop"},
+        },
     }
     plain_deploy = operator_deployment(
         name=OPERATOR_NAME,

@@ -164,7 +164,7 @@ class EdgePopSpec(_Model):
     monitoring: Monitoring = Field(default_factory=Monitoring)
     data_retention: Literal["Retain", "Delete"] = Field(
         default="Retain",
-        description="Retain keeps the volumes of a removed region (or EdgePop); Delete removes them.",
+        description="Retain keeps the volumes of a removed region or EdgePop; Delete removes them.",
     )
 
 

@@ -20,6 +20,8 @@ CLUSTER_RULES: list[Rule] = [
     # kopf watches EdgePops and keeps its progress and diff base in their annotations.
     {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["get", "patch"]},
+    # Owner references with blockOwnerDeletion need this where that admission check is on.
+    {"apiGroups": [GROUP], "resources": [f"{PLURAL}/finalizers"], "verbs": ["update"]},
     {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": WRITE},
     {"apiGroups": [""], "resources": ["services"], "verbs": WRITE},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": WRITE},
@@ -35,7 +37,11 @@ CLUSTER_RULES: list[Rule] = [
 
 # Granted in the operator's own namespace only: the leader-election Lease.
 NAMESPACE_RULES: list[Rule] = [
-    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["get", "create", "update"],
+    },
 ]
 
 
@@ -47,7 +53,12 @@ def rbac_objects(*, name: str, namespace: str, labels: dict[str, str]) -> list[d
     rbac = "rbac.authorization.k8s.io"
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": namespaced},
-        {"apiVersion": f"{rbac}/v1", "kind": "ClusterRole", "metadata": meta, "rules": CLUSTER_RULES},
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "ClusterRole",
+            "metadata": meta,
+            "rules": CLUSTER_RULES,
+        },
         {
             "apiVersion": f"{rbac}/v1",
             "kind": "ClusterRoleBinding",
@@ -55,7 +66,12 @@ def rbac_objects(*, name: str, namespace: str, labels: dict[str, str]) -> list[d
             "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": name},
             "subjects": subject,
         },
-        {"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": namespaced, "rules": NAMESPACE_RULES},
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "Role",
+            "metadata": namespaced,
+            "rules": NAMESPACE_RULES,
+        },
         {
             "apiVersion": f"{rbac}/v1",
             "kind": "RoleBinding",

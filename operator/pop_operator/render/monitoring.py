@@ -6,8 +6,8 @@ from typing import Any
 
 from pop_operator.model import Region
 from pop_operator.render.identity import (
-    PORT_NAME,
     POP_PORT,
+    PORT_NAME,
     SERVICE_ROLE_LABEL,
     Owner,
     metadata,

@@ -6,8 +6,8 @@ from typing import Any
 
 from pop_operator.model import Region
 from pop_operator.render.identity import (
-    PORT_NAME,
     POP_PORT,
+    PORT_NAME,
     SERVICE_ROLE_LABEL,
     Owner,
     headless_name,
@@ -17,7 +17,9 @@ from pop_operator.render.identity import (
 )
 
 
-def _service(owner: Owner, region: Region, name: str, role: str, spec: dict[str, Any]) -> dict[str, Any]:
+def _service(
+    owner: Owner, region: Region, name: str, role: str, spec: dict[str, Any]
+) -> dict[str, Any]:
     port = {"name": PORT_NAME, "port": POP_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}
     return {
         "apiVersion": "v1",

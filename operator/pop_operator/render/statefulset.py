@@ -8,8 +8,8 @@ from typing import Any
 
 from pop_operator.model import EdgePopSpec, Region, SecretKeyRef
 from pop_operator.render.identity import (
-    PORT_NAME,
     POP_PORT,
+    PORT_NAME,
     Owner,
     headless_name,
     labels,
@@ -28,7 +28,8 @@ CONFIG_HASH_ANNOTATION = "edgepop.io/config-hash"
 def config_hash(spec: EdgePopSpec) -> str:
     """Digest of everything a POP reads at start: a change rolls the StatefulSet."""
     relevant = spec.model_dump(
-        mode="json", include={"origin", "engine", "client_auth_secret_ref", "image", "sync", "log_level"}
+        mode="json",
+        include={"origin", "engine", "client_auth_secret_ref", "image", "sync", "log_level"},
     )
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
