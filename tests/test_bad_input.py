@@ -147,12 +147,14 @@ def test_missing_or_wrong_token(header: str | None, pop: PopProcess, origin: Tur
     _assert_not_written(origin, pop, key)
 
 
-def test_unknown_baton(client: httpx.Client) -> None:
+def test_unknown_baton(client: httpx.Client, origin: TursodbOrigin, pop: PopProcess) -> None:
     response = client.post(
-        "/v2/pipeline", json={"baton": "no-such-stream.abc", "requests": [execute("SELECT 1")]}
+        "/v2/pipeline",
+        json={"baton": "no-such-stream.abc", "requests": [_marker_insert("unknown-baton")]},
     )
     _assert_protocol_error(response, 400, "baton is unknown")
     assert response.json()["code"] == "STREAM_EXPIRED"
+    _assert_not_written(origin, pop, "unknown-baton")
 
 
 def test_spent_baton_is_refused(client: httpx.Client) -> None:
@@ -181,14 +183,16 @@ def test_oversized_body(strict_pop: PopProcess, origin: TursodbOrigin) -> None:
     _assert_not_written(origin, strict_pop, key)
 
 
-def test_expired_baton(strict_pop: PopProcess) -> None:
+def test_expired_baton(strict_pop: PopProcess, origin: TursodbOrigin) -> None:
     with strict_pop.client() as http:
         baton = pipeline(http, [execute("BEGIN TRANSACTION READONLY")])["baton"]
         time.sleep(2.5)
         response = http.post(
-            "/v2/pipeline", json={"baton": baton, "requests": [execute("SELECT 1")]}
+            "/v2/pipeline",
+            json={"baton": baton, "requests": [_marker_insert("expired-baton")]},
         )
     _assert_protocol_error(response, 400, "expired after 1 s")
+    _assert_not_written(origin, strict_pop, "expired-baton")
 
 
 def test_sql_id_not_stored_is_a_per_request_error(client: httpx.Client) -> None:

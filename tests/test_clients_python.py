@@ -5,15 +5,29 @@ It speaks Hrana 3 on ``/v3/pipeline`` and starts every statement with ``describe
 
 from __future__ import annotations
 
+import httpx
 import libsql
 import pytest
 
 from pop.localrun import PopProcess, TursodbOrigin
 
 
+def _describes_on_v3(pop: PopProcess) -> float:
+    for line in httpx.get(f"{pop.url}/metrics").text.splitlines():
+        if (
+            line.startswith("edgepop_requests_total{")
+            and 'endpoint="v3_pipeline"' in line
+            and ('request_type="describe"' in line)
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def test_reads_and_autocommit_writes(pop: PopProcess, origin: TursodbOrigin) -> None:
     conn = libsql.connect(pop.url, auth_token=pop.token, isolation_level=None)
+    before = _describes_on_v3(pop)
     assert conn.execute("SELECT v FROM kv WHERE k = 'rt'").fetchall() == [("read-tx",)]
+    assert _describes_on_v3(pop) > before  # the binding speaks Hrana 3, describe first
     conn.execute(
         "INSERT INTO vals (i, f, t, b, n) VALUES (?, ?, ?, ?, ?)",
         (-42, 0.125, "ünïcode", b"\x00\x01\x00", None),

@@ -114,23 +114,58 @@ def test_pubsub_propagates_writes_and_recovers_after_redis_restart(
 
 
 def test_interval_sync_carries_writes_while_redis_is_down(
-    origin: TursodbOrigin, tmp_path: Path
+    origin: TursodbOrigin, redis: RedisProcess, tmp_path: Path
 ) -> None:
-    from pop.localrun import free_port
-
-    nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    a, b, c = _trio(origin, tmp_path, nowhere, interval="2")
+    a, b, c = _trio(origin, tmp_path, redis.url, interval="2")
     try:
-        assert _metric(b, "edgepop_redis_connected") == 0
+        for pop in (a, b, c):
+            _wait_connected(pop, 1, 10)
+        redis.stop()
+        for pop in (a, b, c):
+            _wait_connected(pop, 0, 15)
+        pubsub_before = _metric(b, "edgepop_syncs_total", trigger="pubsub", outcome="ok")
         _write(a, "interval-1")
         for pop in (b, c):
             waited = _wait_row(pop, "interval-1", 8)
             assert waited <= 6
             assert _metric(pop, "edgepop_syncs_total", trigger="interval", outcome="ok") >= 1
-        assert _metric(b, "edgepop_syncs_total", trigger="pubsub", outcome="ok") == 0
+        assert _metric(b, "edgepop_syncs_total", trigger="pubsub", outcome="ok") == pubsub_before
     finally:
         for pop in (a, b, c):
             pop.stop()
+
+
+def test_operator_sync_message_is_accepted_by_a_pop(
+    origin: TursodbOrigin, redis: RedisProcess, tmp_path: Path
+) -> None:
+    """The message the operator publishes for an EdgePop makes that EdgePop's POPs sync."""
+    import redis as redis_client
+
+    from pop_operator.model import parse_spec
+    from pop_operator.synctrigger import sync_message
+
+    env = {"REDIS_CONNECTION_STRING": redis.url, "TURSO_SYNC_INTERVAL": "3600"}
+    pop = PopProcess(origin.url, tmp_path, region="op", extra_env=env)
+    pop.start_and_wait()
+    try:
+        _wait_connected(pop, 1, 10)
+        origin.execute("INSERT INTO kv (k, v) VALUES ('from-elsewhere', 'x')")
+        assert not _has_row(pop, "from-elsewhere")
+        spec = parse_spec(
+            {
+                "origin": {"url": origin.url},
+                "clientAuthSecretRef": {"name": "pop", "key": "token"},
+                "image": "edge-pop:dev",
+                "regions": [{"name": "op"}],
+            }
+        )
+        publisher = redis_client.Redis.from_url(redis.url)
+        assert publisher.publish("sync", sync_message(spec, "operator")) == 1
+        publisher.close()
+        _wait_row(pop, "from-elsewhere", 5)
+        assert _metric(pop, "edgepop_syncs_total", trigger="pubsub", outcome="ok") == 1
+    finally:
+        pop.stop()
 
 
 def test_messages_for_other_databases_and_own_messages_are_skipped(
@@ -166,10 +201,13 @@ def test_messages_for_other_databases_and_own_messages_are_skipped(
 
 
 def test_metrics_after_real_traffic(
-    origin: TursodbOrigin, redis: RedisProcess, tmp_path: Path
+    tursodb_binary: str, redis: RedisProcess, tmp_path: Path
 ) -> None:
     from pop.metrics import METRIC_NAMES
 
+    origin = TursodbOrigin(tursodb_binary, tmp_path)
+    origin.start_and_wait()
+    origin.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
     env = {"REDIS_CONNECTION_STRING": redis.url, "TURSO_SYNC_INTERVAL": "1"}
     a, b = (PopProcess(origin.url, tmp_path, region=r, extra_env=env) for r in ("ma", "mb"))
     a.start_and_wait()
@@ -181,6 +219,14 @@ def test_metrics_after_real_traffic(
         with a.client() as http:
             http.post("/sync")
             pipeline(http, [execute("BEGIN TRANSACTION READONLY")])  # leaves a stream open
+            _wait_for(
+                lambda: _metric(a, "edgepop_syncs_total", trigger="interval", outcome="ok") > 0,
+                5,
+                "an interval sync",
+            )
+            origin.stop()
+            failed = pipeline(http, [execute("INSERT INTO kv (k, v) VALUES ('lost', 'x')")])
+            assert failed["results"][0]["error"]["code"] == "ORIGIN_UNAVAILABLE"
         time.sleep(1.2)
         text = httpx.get(f"{a.url}/metrics").text
         for name in METRIC_NAMES:
@@ -214,6 +260,7 @@ def test_metrics_after_real_traffic(
             "sent": _metric(a, "edgepop_pubsub_messages_total", direction="sent"),
             "received_b": _metric(b, "edgepop_pubsub_messages_total", direction="received"),
             "streams": _metric(a, "edgepop_open_streams"),
+            "origin_errors": _metric(a, "edgepop_origin_errors_total", kind="unavailable"),
             "latency_local": _metric(
                 a,
                 "edgepop_http_request_duration_seconds_count",
@@ -227,8 +274,9 @@ def test_metrics_after_real_traffic(
                 route="origin",
             ),
         }
-        assert all(value > 0 for key, value in values.items() if key != "age"), values
+        assert [key for key, value in values.items() if key != "age" and value <= 0] == [], values
         assert 0 <= values["age"] < 5, values
     finally:
         a.stop()
         b.stop()
+        origin.stop()
