@@ -21,6 +21,7 @@ import random
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -162,7 +163,7 @@ def main() -> None:
     machine = describe_machine()
     report = (
         "# Propagation: write through one POP until every other POP returns the row\n\n"
-        f"Command: `uv run python bench/propagation.py {' '.join(__import__('sys').argv[1:])}`\n\n"
+        f"Command: `uv run python -m bench.propagation {' '.join(sys.argv[1:])}`\n\n"
         + table
         + "\n\nTime is from sending the write to the first POP until the last other POP "
         "returned the row (each polled every ~1 ms over HTTP). All POPs, the origin, Redis "

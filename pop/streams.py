@@ -9,6 +9,7 @@ their local transaction is rolled back and their origin stream closed.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import time
@@ -60,13 +61,15 @@ class StreamRegistry:
         self.idle_timeout = idle_timeout
         self._on_expire = on_expire
         self._by_baton: dict[str, Stream] = {}
+        self._ids = itertools.count(1)
         self._reaper: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._by_baton)
 
     def open(self) -> Stream:
-        return Stream(id=secrets.token_hex(8))
+        # The id only names the stream in logs; the unguessable part is the baton's.
+        return Stream(id=f"s{next(self._ids)}")
 
     def take(self, baton: str) -> Stream:
         """Claim the stream a baton names; the baton is spent by this call."""
