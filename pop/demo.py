@@ -1,4 +1,4 @@
-"""``edge-pop demo``: a local origin, two POPs in two regions, a write seen across them."""
+"""``edge-pop demo``: a local origin, POPs in three regions, a write seen across them."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import secrets
 import shutil
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from pop.localrun import PopProcess, TursodbOrigin, running
+from pop.hrana.values import encode_value
+from pop.localrun import PopProcess, RedisProcess, TursodbOrigin
 
 SEED = [
     "CREATE TABLE IF NOT EXISTS greetings ("
@@ -19,79 +21,102 @@ SEED = [
     " created_at TEXT NOT NULL DEFAULT (datetime('now')))",
     "INSERT INTO greetings (region, message) VALUES ('origin', 'seeded at the origin')",
 ]
+REGIONS = ("eu-west", "us-east", "ap-south")
 
 
 def run_demo(tursodb: str, workdir: str | None, *, keep_running: bool) -> int:
     base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="edge-pop-demo-"))
     base.mkdir(parents=True, exist_ok=True)
-    origin = TursodbOrigin(tursodb, base)
-    token = secrets.token_urlsafe(12)  # printed below, so the user can try it
-    eu = PopProcess(origin.url, base, region="eu-west", token=token)
-    us = PopProcess(origin.url, base, region="us-east", token=token)
     say(f"working folder: {base}")
-    with running(origin, eu, us):
+    with ExitStack() as stack:
+        origin = TursodbOrigin(tursodb, base)
         origin.start_and_wait()
+        stack.callback(origin.stop)
         for sql in SEED:
             origin.execute(sql)
         say(f"origin: tursodb --sync-server at {origin.url} (seeded table 'greetings')")
-        for pop in (eu, us):
-            pop.start_and_wait()
-            say(f"POP {pop.region}: {pop.url} (engine turso, replica {pop.replica_path.name})")
 
-        message = f"hello from eu-west at {time.strftime('%H:%M:%S')}"
-        with eu.client() as client:
+        env = {"TURSO_SYNC_INTERVAL": "60", "LOG_LEVEL": "warning"}
+        redis_binary = shutil.which("redis-server")
+        if redis_binary:
+            redis = RedisProcess(base, binary=redis_binary)
+            redis.start_and_wait()
+            stack.callback(redis.stop)
+            env["REDIS_CONNECTION_STRING"] = redis.url
+            say(f"redis: {redis.url} (pub/sub: a write in one region makes the others sync)")
+        else:
+            say("redis-server not found: POPs will sync on their 60 s interval only")
+
+        token = secrets.token_urlsafe(12)  # printed below, so the user can try it
+        pops = [PopProcess(origin.url, base, region=r, token=token, extra_env=env) for r in REGIONS]
+        for pop in pops:
+            pop.start_and_wait()
+            stack.callback(pop.stop)
+            say(f"POP {pop.region}: {pop.url} (engine turso, replica {pop.replica_path.name})")
+        if redis_binary:
+            time.sleep(0.5)  # let every POP subscribe
+
+        writer, readers = pops[0], pops[1:]
+        message = f"hello from {writer.region} at {time.strftime('%H:%M:%S')}"
+        with writer.client() as client:
             written = execute(
                 client,
                 "INSERT INTO greetings (region, message) VALUES (?, ?)",
-                ["eu-west", message],
+                [writer.region, message],
             )
-        rowid = written["last_insert_rowid"]
-        say(f"wrote through eu-west: row {rowid} {message!r} (forwarded to the origin)")
-
-        with us.client() as client:
-            started = time.perf_counter()
-            sync = client.post("/sync").json()
-            say(
-                f"us-east POST /sync: changed={sync['changed']} in {sync['duration_ms']} ms "
-                "(with Redis configured this happens by itself within milliseconds)"
-            )
-            read = execute(
-                client, "SELECT id, region, message FROM greetings WHERE id = ?", [int(rowid)]
-            )
+        rowid = int(written["last_insert_rowid"])
+        say(f"wrote through {writer.region}: row {rowid} {message!r} (forwarded to the origin)")
+        started = time.perf_counter()
+        for reader in readers:
+            row = wait_for_row(reader, rowid, deadline=started + 75)
+            if row is None:
+                say(
+                    f"FAILED: the row written in {writer.region} is not readable in {reader.region}"
+                )
+                return 1
             elapsed = (time.perf_counter() - started) * 1000
-        if not read["rows"]:
-            say("FAILED: the row written in eu-west is not readable in us-east")
-            return 1
-        row = [cell.get("value") for cell in read["rows"][0]]
-        say(f"read through us-east (from its local replica): {row} after {elapsed:.1f} ms")
+            say(
+                f"read through {reader.region} (its local replica): {row}, "
+                f"{elapsed:.0f} ms after the write returned"
+            )
         say("")
         say("Point a client at a POP:")
-        say(f"  curl -s {eu.url}/v2/pipeline -H 'Authorization: Bearer {eu.token}' \\")
+        say(f"  curl -s {writer.url}/v2/pipeline -H 'Authorization: Bearer {token}' \\")
         say(
             """    -d '{"requests":[{"type":"execute","""
             """"stmt":{"sql":"SELECT * FROM greetings"}},{"type":"close"}]}'"""
         )
         say(
             "  node -e \"require('@libsql/client')"
-            f".createClient({{url:'{us.url}',authToken:'{us.token}'}})"
+            f".createClient({{url:'{readers[0].url}',authToken:'{token}'}})"
             ".execute('SELECT * FROM greetings').then(r=>console.log(r.rows))\""
         )
         if keep_running:
             say("serving until Ctrl-C ...")
             try:
-                while all(p.running for p in (origin, eu, us)):
+                while origin.running and all(p.running for p in pops):
                     time.sleep(1)
             except KeyboardInterrupt:
                 pass
     if not workdir:
         shutil.rmtree(base, ignore_errors=True)
-    say("demo finished: a row written in eu-west was read in us-east")
+    say(f"demo finished: a row written in {REGIONS[0]} was read in {', '.join(REGIONS[1:])}")
     return 0
 
 
-def execute(client: httpx.Client, sql: str, args: list[Any]) -> dict[str, Any]:
-    from pop.hrana.values import encode_value
+def wait_for_row(pop: PopProcess, rowid: int, deadline: float) -> list[Any] | None:
+    with pop.client() as client:
+        while time.perf_counter() < deadline:
+            found = execute(
+                client, "SELECT id, region, message FROM greetings WHERE id = ?", [rowid]
+            )
+            if found["rows"]:
+                return [cell.get("value") for cell in found["rows"][0]]
+            time.sleep(0.005)
+    return None
 
+
+def execute(client: httpx.Client, sql: str, args: list[Any]) -> dict[str, Any]:
     body = {
         "baton": None,
         "requests": [
