@@ -28,6 +28,7 @@ from pop.hrana.messages import (
 from pop.local.binding import parameter_display_names
 from pop.local.executor import LocalExecutor, run_batch
 from pop.local.pool import ReaderPool
+from pop.origin.client import Dialect
 from pop.origin.forward import Forwarder
 from pop.sql.inspector import Kind, SqlInspector, StatementInfo
 from pop.streams import Stream
@@ -80,7 +81,7 @@ class Router:
                     stream, lambda conn: self._executor.execute(conn, request.stmt, sql)
                 )
                 return Handled({"type": "execute", "result": result}, Route.LOCAL)
-            self._check_origin_can_hold(stream, [info], whole=False)
+            await self._check_origin_can_hold(stream, [info], whole=False)
             result = await self._at_origin(
                 stream, [info], self._forwarder.execute(stream, request.stmt)
             )
@@ -99,7 +100,7 @@ class Router:
                     ),
                 )
                 return Handled({"type": "batch", "result": result}, Route.LOCAL)
-            self._check_origin_can_hold(stream, infos, whole=True)
+            await self._check_origin_can_hold(stream, infos, whole=True)
             result = await self._at_origin(
                 stream, infos, self._forwarder.batch(stream, request.batch)
             )
@@ -110,7 +111,7 @@ class Router:
             if self._choose(stream, infos, _LOCAL_IN_BATCH) is Route.LOCAL:
                 self._locally(stream, lambda conn: self._executor.run_script(conn, statements))
                 return Handled({"type": "sequence"}, Route.LOCAL)
-            self._check_origin_can_hold(stream, infos, whole=True)
+            await self._check_origin_can_hold(stream, infos, whole=True)
             await self._at_origin(stream, infos, self._forwarder.sequence(stream, statements))
             return Handled({"type": "sequence"}, Route.ORIGIN)
         if isinstance(request, DescribeReq):
@@ -154,11 +155,11 @@ class Router:
             return Route.LOCAL
         return Route.ORIGIN
 
-    def _check_origin_can_hold(
+    async def _check_origin_can_hold(
         self, stream: Stream, infos: list[StatementInfo], *, whole: bool
     ) -> None:
         """On an origin without streams, a transaction must begin and end in one request."""
-        if self._forwarder.client.keeps_streams:
+        if await self._forwarder.client.keeps_streams():
             return
         opens = any(info.kind in _OPENS_TRANSACTION for info in infos)
         ends = any(info.kind is Kind.END_TRANSACTION for info in infos)
@@ -202,7 +203,10 @@ class Router:
             )
             for info in infos:
                 if info.kind in _OPENS_TRANSACTION:
-                    stream.origin_in_transaction = self._forwarder.client.keeps_streams
+                    # Known by now if the call got through; an origin without streams
+                    # never holds a transaction beyond one request.
+                    dialect = self._forwarder.client.dialect
+                    stream.origin_in_transaction = dialect not in (None, Dialect.BASIC)
                 elif info.kind is Kind.END_TRANSACTION:
                     stream.origin_in_transaction = False
         if not stream.origin_in_transaction and any(not info.is_read for info in infos):

@@ -47,9 +47,9 @@ class OriginClient:
     def dialect(self) -> Dialect | None:
         return self._dialect
 
-    @property
-    def keeps_streams(self) -> bool:
-        return self._dialect in (Dialect.V2, Dialect.V3)
+    async def keeps_streams(self) -> bool:
+        """Whether the origin keeps streams (asks it once, if not known yet)."""
+        return await self.detect() is not Dialect.BASIC
 
     async def detect(self) -> Dialect:
         """Ask the origin which Hrana versions it serves (cached once known)."""

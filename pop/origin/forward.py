@@ -31,7 +31,7 @@ class Forwarder:
     async def execute(self, stream: Stream, stmt: Stmt) -> dict[str, Any]:
         """Run one statement at the origin; returns a Hrana statement result."""
         sql = stream.resolve_sql(stmt.sql, stmt.sql_id)
-        if self.client.keeps_streams or await self._keeps_streams():
+        if await self.client.keeps_streams():
             result = await self._on_stream(
                 stream, {"type": "execute", "stmt": self._stmt_json(stmt, sql)}
             )
@@ -46,7 +46,7 @@ class Forwarder:
         resolved = [
             (step, stream.resolve_sql(step.stmt.sql, step.stmt.sql_id)) for step in batch.steps
         ]
-        if await self._keeps_streams():
+        if await self.client.keeps_streams():
             steps = [
                 {"stmt": self._stmt_json(step.stmt, sql), **_condition_json(step.condition, None)}
                 for step, sql in resolved
@@ -56,7 +56,7 @@ class Forwarder:
         return await self._basic_batch(resolved)
 
     async def sequence(self, stream: Stream, statements: list[str]) -> None:
-        if await self._keeps_streams():
+        if await self.client.keeps_streams():
             await self._on_stream(stream, {"type": "sequence", "sql": ";\n".join(statements)})
             return
         steps = [
@@ -70,7 +70,7 @@ class Forwarder:
                 raise HranaError(error["message"], error["code"])
 
     async def describe(self, stream: Stream, sql: str) -> dict[str, Any]:
-        if not await self._keeps_streams():
+        if not await self.client.keeps_streams():
             raise HranaError(
                 f"cannot describe this statement: {self._inspector.inspect(sql).error}",
                 "SQLITE_ERROR",
@@ -87,9 +87,6 @@ class Forwarder:
             baton, stream.origin_baton = stream.origin_baton, None
             stream.origin_in_transaction = False
             await self.client.close_stream(baton)
-
-    async def _keeps_streams(self) -> bool:
-        return self.client.keeps_streams or (await self.client.detect()).value != "basic"
 
     async def _on_stream(self, stream: Stream, request: dict[str, Any]) -> dict[str, Any]:
         baton, results = await self.client.pipeline(stream.origin_baton, [request])
