@@ -130,22 +130,38 @@ class Children:
         return kinds
 
     async def prune(self, owner: Owner, spec: EdgePopSpec) -> PruneResult:
-        """Delete children of regions no longer in the spec; their volumes only on request."""
-        return await self._remove_regions(owner, spec, keep={r.name for r in spec.regions})
+        """Delete children of regions no longer in the spec; their volumes only on request.
+
+        ServiceMonitors of kept regions go too when the spec no longer asks for them: the
+        pods carry scrape annotations again, and both would scrape every POP twice.
+        """
+        return await self._remove_regions(
+            owner,
+            spec,
+            keep={r.name for r in spec.regions},
+            keep_monitors=spec.monitoring.service_monitor,
+        )
 
     async def delete_all(self, owner: Owner, spec: EdgePopSpec | None) -> PruneResult:
         """Everything of a deleted EdgePop (garbage collection does it too where it runs)."""
-        return await self._remove_regions(owner, spec, keep=set())
+        return await self._remove_regions(owner, spec, keep=set(), keep_monitors=False)
 
     async def _remove_regions(
-        self, owner: Owner, spec: EdgePopSpec | None, keep: set[str]
+        self, owner: Owner, spec: EdgePopSpec | None, keep: set[str], *, keep_monitors: bool
     ) -> PruneResult:
         doomed: list[tuple[type[NamespacedResource], str, str]] = []
+        unwanted: list[tuple[type[NamespacedResource], str]] = []
         for kind in await self._kinds(owner.namespace):
             for item in await self._owned(kind, owner):
                 region = _region_of(item)
-                if region is not None and region not in keep:
+                if region is None:
+                    continue
+                if region not in keep:
                     doomed.append((kind, _name(item), region))
+                elif kind is ServiceMonitorResource and not keep_monitors:
+                    unwanted.append((kind, _name(item)))
+        for kind, name in unwanted:
+            await self._delete(kind, name, owner.namespace)
         regions = sorted({region for _, _, region in doomed})
         claims: list[str] = []
         if spec is not None and spec.data_retention == "Delete" and regions:

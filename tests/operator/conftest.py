@@ -12,14 +12,17 @@ import pytest
 
 from pop.localrun import RedisProcess
 from tests.operator.cluster import (
+    ApiError,
     ControlPlane,
     ControlPlaneError,
     Kube,
     OperatorProcess,
     ensure_binaries,
+    wait_until,
 )
 from tests.operator.samples import REPO_ROOT
 
+SERVICE_MONITOR_CRD = Path(__file__).with_name("servicemonitor-crd.yaml")
 RBAC_DENIAL = re.compile(r"is forbidden: User|APIForbiddenError|\b403 Forbidden")
 OPERATOR_SA = ("edge-pop-operator", "edge-pop-system")
 _counter = itertools.count()
@@ -87,6 +90,37 @@ def start_operator(
         lines = process.log_text().splitlines()
         forbidden = [line for line in lines if RBAC_DENIAL.search(line)]
         assert not forbidden, "operator hit RBAC denials:\n" + "\n".join(forbidden[:10])
+
+
+@pytest.fixture()
+def install_service_monitor_crd(control_plane: ControlPlane) -> Iterator[Callable[[], None]]:
+    """Install the ServiceMonitor CRD when the test says; removed afterwards, so every other
+    test runs in a cluster without it (as the session's cluster is)."""
+    installed = []
+
+    def install() -> None:
+        control_plane.kubectl("apply", "-f", str(SERVICE_MONITOR_CRD))
+        installed.append(True)
+        control_plane.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "crd/servicemonitors.monitoring.coreos.com",
+            "--timeout=60s",
+        )
+        # Established comes a moment before the API server routes the new resource.
+        wait_until(service_monitors_served, 30, "ServiceMonitors served")
+
+    def service_monitors_served() -> bool:
+        try:
+            control_plane.api("GET", "/apis/monitoring.coreos.com/v1/servicemonitors")
+        except ApiError:
+            return False
+        return True
+
+    yield install
+    if installed:
+        # Waits until the API server has deleted every ServiceMonitor and the CRD itself.
+        control_plane.kubectl("delete", "-f", str(SERVICE_MONITOR_CRD), "--timeout=60s")
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ import yaml
 from pop.sync.messages import SyncMessage, database_key
 from pop_operator.rbac import CLUSTER_RULES, NAMESPACE_RULES
 from pop_operator.render.statefulset import CONFIG_HASH_ANNOTATION
-from tests.operator.cluster import Kube, OperatorProcess, wait_until
+from tests.operator.cluster import ApiError, Kube, OperatorProcess, wait_until
 from tests.operator.metrics_server import lag_metrics_server
 from tests.operator.samples import REPO_ROOT, example_body
 
@@ -96,6 +96,30 @@ def _config_hash(sts: dict[str, Any]) -> str:
     return str(sts["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION])
 
 
+def _assert_owned(objs: list[dict[str, Any]], uid: str) -> None:
+    assert objs
+    for obj in objs:
+        (ref,) = obj["metadata"]["ownerReferences"]
+        assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == (
+            "EdgePop",
+            "shop",
+            uid,
+            True,
+        )
+
+
+SCRAPE_ANNOTATIONS = {
+    "prometheus.io/scrape": "true",
+    "prometheus.io/port": "3000",
+    "prometheus.io/path": "/metrics",
+}
+
+
+def _scrape_annotations(sts: dict[str, Any]) -> dict[str, str]:
+    annotations = sts["spec"]["template"]["metadata"].get("annotations") or {}
+    return {k: v for k, v in annotations.items() if k.startswith("prometheus.io/")}
+
+
 def _env(sts: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
 
@@ -146,17 +170,15 @@ def test_example_creates_children_then_reports_ready(
     ]
     assert kube.names("PodDisruptionBudget", namespace) == ["shop-eu-west", "shop-us-east"]
     for kind in ("StatefulSet", "Service", "PodDisruptionBudget"):
-        for obj in kube.items(kind, namespace):
-            (ref,) = obj["metadata"]["ownerReferences"]
-            assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == (
-                "EdgePop",
-                "shop",
-                uid,
-                True,
-            )
+        _assert_owned(kube.items(kind, namespace), uid)
 
     sts = kube.get("StatefulSet", namespace, "shop-eu-west")
     assert sts is not None
+    # The example asks for ServiceMonitors, but this cluster has no such CRD: annotations.
+    assert _scrape_annotations(sts) == SCRAPE_ANNOTATIONS
+    with pytest.raises(ApiError) as no_crd:
+        kube.items("ServiceMonitor", namespace)
+    assert no_crd.value.status == 404
     env = _env(sts)
     assert env["TURSO_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {
         "name": "shop-turso",
@@ -375,6 +397,87 @@ def test_killed_mid_reconcile_converges_on_restart(
     assert len(kube.names("PodDisruptionBudget", namespace)) == len(regions)
     assert len(kube.names("Service", namespace)) == 2 * len(regions)
     _wait_condition(kube, namespace, "Progressing", "True", 1)
+
+
+def _annotated(kube: Kube, ns: str, regions: list[str]) -> list[bool]:
+    """Per region, whether its pods carry scrape annotations."""
+    stateful_sets = [kube.get("StatefulSet", ns, f"shop-{region}") for region in regions]
+    return [sts is not None and _scrape_annotations(sts) != {} for sts in stateful_sets]
+
+
+def _monitoring(kube: Kube, ns: str, regions: list[str]) -> tuple[list[str], list[bool]]:
+    """The ServiceMonitors there are (the CRD must be installed), and ``_annotated``."""
+    return kube.names("ServiceMonitor", ns), _annotated(kube, ns, regions)
+
+
+def test_service_monitor_per_region_when_its_crd_exists(
+    kube: Kube,
+    namespace: str,
+    install_service_monitor_crd: Callable[[], None],
+    start_operator: StartOperator,
+) -> None:
+    install_service_monitor_crd()
+    start_operator().wait_role("leader")
+    uid = _apply_example(kube, namespace)["metadata"]["uid"]  # monitoring.serviceMonitor: true
+    regions = ["eu-west", "us-east"]
+    wait_until(
+        lambda: (
+            _monitoring(kube, namespace, regions)
+            == (["shop-eu-west", "shop-us-east"], [False, False])
+        ),
+        TIMEOUT,
+        "a ServiceMonitor per region, pods without scrape annotations",
+    )
+    _assert_owned(kube.items("ServiceMonitor", namespace), uid)
+    for region in regions:
+        monitor = kube.get("ServiceMonitor", namespace, f"shop-{region}")
+        client = kube.get("Service", namespace, f"shop-{region}")
+        headless = kube.get("Service", namespace, f"shop-{region}-headless")
+        assert monitor is not None and client is not None and headless is not None
+        # It selects the region's client Service, not the headless one (no double scrapes)
+        # and not the other region's.
+        match = monitor["spec"]["selector"]["matchLabels"]
+        selected = [
+            s["metadata"]["name"]
+            for s in kube.items("Service", namespace)
+            if match.items() <= (s["metadata"].get("labels") or {}).items()
+        ]
+        assert selected == [f"shop-{region}"]
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+        assert ("http", 3000) in {(p["name"], p["port"]) for p in client["spec"]["ports"]}
+
+    # Switched off: the ServiceMonitors go and the pods carry the annotations again.
+    _apply_example(kube, namespace, monitoring={"serviceMonitor": False})
+    wait_until(
+        lambda: _monitoring(kube, namespace, regions) == ([], [True, True]),
+        TIMEOUT,
+        "no ServiceMonitors, scrape annotations on both regions",
+    )
+
+
+def test_service_monitor_crd_installed_later_is_used_after_a_restart(
+    kube: Kube,
+    namespace: str,
+    install_service_monitor_crd: Callable[[], None],
+    start_operator: StartOperator,
+) -> None:
+    """The CRD is looked up on every reconcile, not watched (docs/operator.md)."""
+    operator = start_operator()
+    operator.wait_role("leader")
+    _apply_example(kube, namespace, regions=[_region("eu-west")])
+    regions = ["eu-west"]
+    wait_until(lambda: _annotated(kube, namespace, regions) == [True], TIMEOUT, "annotations")
+    install_service_monitor_crd()
+    assert _monitoring(kube, namespace, regions) == ([], [True])
+
+    operator.stop()
+    start_operator().wait_role("leader", timeout=TIMEOUT)
+    wait_until(
+        lambda: _monitoring(kube, namespace, regions) == (["shop-eu-west"], [False]),
+        TIMEOUT,
+        "the ServiceMonitor after the restart, pods without scrape annotations",
+    )
 
 
 def _redis_secret(kube: Kube, ns: str, url: str) -> None:
