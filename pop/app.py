@@ -1,4 +1,4 @@
-"""HTTP wiring: Starlette routes over ``PopService``.
+"""HTTP wiring: ``PopService`` behind Starlette, its data endpoints as bare ASGI apps.
 
 Endpoints and bodies are those of Turso/libSQL (Hrana over HTTP) plus the original
 program's ``/``, ``/health``, ``/version`` and ``/sync``; ``/ready`` and ``/metrics`` are
@@ -16,19 +16,25 @@ from typing import Any
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pop import __version__
 from pop.hrana.errors import ProtocolError
 from pop.hrana.messages import CursorBody, LegacyBody, PipelineBody, parse_body
 from pop.service import PopService
 
-Handler = Callable[[Request], Awaitable[Response]]
-# A data endpoint: answers a request for the endpoint it is mounted as, saying where
-# (local, origin, none) the answer came from.
-DataHandler = Callable[[Request, str], Awaitable[tuple[Response, str]]]
+# What a data endpoint answers: body, status and content type.
+Reply = tuple[bytes, int, bytes]
+BodyReader = Callable[[], Awaitable[bytes]]
+# A data endpoint: answers a request for the endpoint it is mounted as (reading the body
+# only if it needs it), saying where (local, origin, none) the answer came from.
+DataHandler = Callable[[BodyReader, str], Awaitable[tuple[Reply, str]]]
+
+_JSON = b"application/json"
+_TEXT = b"text/plain; charset=utf-8"
 
 
 class JSONResponse(Response):
@@ -38,80 +44,119 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-def create_app(service: PopService) -> Starlette:
-    settings = service.settings
-    expected = b"Bearer " + settings.proxy_auth_token.get_secret_value().encode()
+class _DataEndpoint:
+    """One data endpoint as a bare ASGI app: auth, body limit, protocol errors, metrics.
 
-    def protected(endpoint: str, handler: DataHandler) -> Handler:
-        """Auth, protocol errors and metrics for one data endpoint."""
-        latency = {
+    The hot path of the POP, so it skips Starlette's ``Request``/``Response`` objects; what
+    goes over the wire (status, headers, bodies) is what they would send.
+    """
+
+    def __init__(
+        self, service: PopService, endpoint: str, handler: DataHandler, expected: bytes
+    ) -> None:
+        self._service = service
+        self._endpoint = endpoint
+        self._handler = handler
+        self._expected = expected
+        self._limit = service.settings.max_body_bytes
+        self._latency = {
             route: service.metrics.http_request_duration.labels(endpoint, route)
             for route in ("local", "origin", "none")
         }
 
-        async def wrapped(request: Request) -> Response:
-            started = time.perf_counter()
-            route = "none"
-            try:
-                presented = request.headers.get("authorization", "").encode()
-                if not hmac.compare_digest(presented, expected):
-                    raise ProtocolError(
-                        "missing or wrong bearer token in the Authorization header",
-                        code="UNAUTHORIZED",
-                        status=401,
-                    )
-                response, route = await handler(request, endpoint)
-            except ProtocolError as exc:
-                service.metrics.count_request(endpoint, "http", "none", f"http_{exc.status}")
-                response = JSONResponse(exc.to_json(), status_code=exc.status)
-            latency[route].observe(time.perf_counter() - started)
-            return response
-
-        return wrapped
-
-    async def read_body(request: Request) -> bytes:
-        limit = settings.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit():
-            if int(declared) > limit:
-                raise _too_large(limit)
-            return await request.body()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    async def pipeline(request: Request, endpoint: str) -> tuple[Response, str]:
-        body = parse_body(PipelineBody, await read_body(request))
-        answer = await service.pipeline(body, endpoint)
-        return JSONResponse(answer.body), answer.route.value
-
-    async def cursor(request: Request, _: str) -> tuple[Response, str]:
-        answer = await service.cursor(parse_body(CursorBody, await read_body(request)))
-        lines = b"".join(orjson.dumps(entry) + b"\n" for entry in answer.body)
-        return Response(lines, media_type="text/plain"), answer.route.value
-
-    async def legacy(request: Request, _: str) -> tuple[Response, str]:
-        answer = await service.legacy(parse_body(LegacyBody, await read_body(request)))
-        return JSONResponse(answer.body), answer.route.value
-
-    async def sync(_: Request, __: str) -> tuple[Response, str]:
-        outcome = await service.sync("api")
-        response = JSONResponse(
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        route = "none"
+        try:
+            presented = (_header(scope, b"authorization") or "").encode()
+            if not hmac.compare_digest(presented, self._expected):
+                raise ProtocolError(
+                    "missing or wrong bearer token in the Authorization header",
+                    code="UNAUTHORIZED",
+                    status=401,
+                )
+            reply, route = await self._handler(
+                lambda: _read_body(scope, receive, self._limit), self._endpoint
+            )
+        except ProtocolError as exc:
+            self._service.metrics.count_request(
+                self._endpoint, "http", "none", f"http_{exc.status}"
+            )
+            reply = (orjson.dumps(exc.to_json()), exc.status, _JSON)
+        self._latency[route].observe(time.perf_counter() - started)
+        body, status, content_type = reply
+        await send(
             {
-                "ok": outcome.ok,
-                "changed": outcome.changed,
-                "position": outcome.position,
-                "duration_ms": round(outcome.duration_seconds * 1000, 3),
-                "error": outcome.error,
-            },
-            status_code=200 if outcome.ok else 502,
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-length", str(len(body)).encode()),
+                    (b"content-type", content_type),
+                ],
+            }
         )
-        return response, "none"
+        await send({"type": "http.response.body", "body": body})
+
+
+class _PopApp:
+    """Starlette, with POSTs to the data endpoints handed straight to their ASGI apps.
+
+    The same apps are mounted in Starlette too, which answers everything else (other
+    methods on those paths with 405, trailing slashes, lifespan) as before.
+    """
+
+    def __init__(self, starlette: Starlette, data: dict[str, _DataEndpoint]) -> None:
+        self.starlette = starlette
+        self._data = data
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            endpoint = self._data.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await self.starlette(scope, receive, send)
+
+
+def create_app(service: PopService) -> ASGIApp:
+    settings = service.settings
+    expected = b"Bearer " + settings.proxy_auth_token.get_secret_value().encode()
+
+    async def pipeline(read: BodyReader, endpoint: str) -> tuple[Reply, str]:
+        body = parse_body(PipelineBody, await read())
+        answer = await service.pipeline(body, endpoint)
+        return (orjson.dumps(answer.body), 200, _JSON), answer.route.value
+
+    async def cursor(read: BodyReader, _: str) -> tuple[Reply, str]:
+        answer = await service.cursor(parse_body(CursorBody, await read()))
+        lines = b"".join(orjson.dumps(entry) + b"\n" for entry in answer.body)
+        return (lines, 200, _TEXT), answer.route.value
+
+    async def legacy(read: BodyReader, _: str) -> tuple[Reply, str]:
+        answer = await service.legacy(parse_body(LegacyBody, await read()))
+        return (orjson.dumps(answer.body), 200, _JSON), answer.route.value
+
+    async def sync(_: BodyReader, __: str) -> tuple[Reply, str]:
+        outcome = await service.sync("api")
+        body = {
+            "ok": outcome.ok,
+            "changed": outcome.changed,
+            "position": outcome.position,
+            "duration_ms": round(outcome.duration_seconds * 1000, 3),
+            "error": outcome.error,
+        }
+        return (orjson.dumps(body), 200 if outcome.ok else 502, _JSON), "none"
+
+    data = {
+        path: _DataEndpoint(service, endpoint, handler, expected)
+        for path, endpoint, handler in (
+            ("/v2/pipeline", "v2_pipeline", pipeline),
+            ("/v3/pipeline", "v3_pipeline", pipeline),
+            ("/v3/cursor", "v3_cursor", cursor),
+            ("/", "legacy", legacy),
+            ("/sync", "sync", sync),
+        )
+    }
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -153,13 +198,9 @@ def create_app(service: PopService) -> Starlette:
         finally:
             await service.stop()
 
-    return Starlette(
+    starlette = Starlette(
         routes=[
-            Route("/v2/pipeline", protected("v2_pipeline", pipeline), methods=["POST"]),
-            Route("/v3/pipeline", protected("v3_pipeline", pipeline), methods=["POST"]),
-            Route("/v3/cursor", protected("v3_cursor", cursor), methods=["POST"]),
-            Route("/", protected("legacy", legacy), methods=["POST"]),
-            Route("/sync", protected("sync", sync), methods=["POST"]),
+            *(Route(path, app, methods=["POST"]) for path, app in data.items()),
             Route("/v2", hrana_version, methods=["GET"]),
             Route("/v3", hrana_version, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
@@ -169,6 +210,39 @@ def create_app(service: PopService) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    return _PopApp(starlette, data)
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it is known to be over ``limit``."""
+    declared = _header(scope, b"content-length")
+    checked = True  # without a usable Content-Length, the size is checked as it comes
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise _too_large(limit)
+        checked = False
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if checked and size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The first value of a header (names are lower case in ASGI), as Starlette reads it."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _too_large(limit: int) -> ProtocolError:

@@ -67,7 +67,7 @@ class Router:
     ) -> None:
         self._inspector = inspector
         self._pool = pool
-        self._executor = LocalExecutor(inspector)
+        self._executor = LocalExecutor()
         self._forwarder = forwarder
         self._after_origin_write = after_origin_write
 
@@ -78,7 +78,7 @@ class Router:
             info = self._inspector.inspect(sql)
             if self._choose(stream, [info], _LOCAL_ALONE) is Route.LOCAL:
                 result = self._locally(
-                    stream, lambda conn: self._executor.execute(conn, request.stmt, sql)
+                    stream, lambda conn: self._executor.execute(conn, request.stmt, info)
                 )
                 return Handled({"type": "execute", "result": result}, Route.LOCAL)
             await self._check_origin_can_hold(stream, [info], whole=False)
@@ -90,7 +90,7 @@ class Router:
             sqls = [stream.resolve_sql(s.stmt.sql, s.stmt.sql_id) for s in request.batch.steps]
             infos = [self._inspector.inspect(sql) for sql in sqls]
             if self._choose(stream, infos, _LOCAL_IN_BATCH) is Route.LOCAL:
-                by_stmt = dict(zip((id(s.stmt) for s in request.batch.steps), sqls, strict=True))
+                by_stmt = dict(zip((id(s.stmt) for s in request.batch.steps), infos, strict=True))
                 result = self._locally(
                     stream,
                     lambda conn: run_batch(
@@ -109,7 +109,7 @@ class Router:
             statements = self._inspector.split(stream.resolve_sql(request.sql, request.sql_id))
             infos = [self._inspector.inspect(sql) for sql in statements]
             if self._choose(stream, infos, _LOCAL_IN_BATCH) is Route.LOCAL:
-                self._locally(stream, lambda conn: self._executor.run_script(conn, statements))
+                self._locally(stream, lambda conn: self._executor.run_script(conn, infos))
                 return Handled({"type": "sequence"}, Route.LOCAL)
             await self._check_origin_can_hold(stream, infos, whole=True)
             await self._at_origin(stream, infos, self._forwarder.sequence(stream, statements))

@@ -86,6 +86,8 @@ class TursoSyncEngine:
 
 
 _STATEMENT_CACHE = 256
+# A DB-API cursor description: one 7-tuple per result column, or None without columns.
+_Description = tuple[tuple[Any, ...], ...] | None
 
 
 class TursoReader:
@@ -99,14 +101,15 @@ class TursoReader:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
         self._raw = conn._conn  # pyturso's low-level connection: prepare, bind, step
-        self._statements: OrderedDict[str, tuple[Any, tuple[str, ...]]] = OrderedDict()
+        # sql -> (compiled statement, its DB-API description)
+        self._statements: OrderedDict[str, tuple[Any, _Description]] = OrderedDict()
 
     @property
     def in_transaction(self) -> bool:
         return not self._raw.get_auto_commit()
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Rows:
-        stmt, columns = self._statement(sql)
+        stmt, description = self._statement(sql)
         try:
             stmt.reset()
             if parameters:
@@ -117,14 +120,14 @@ class TursoReader:
         except Exception:
             self._forget(sql)
             raise
-        return _Rows(columns, rows)
+        return _Rows(description, rows)
 
     def close(self) -> None:
         for sql in list(self._statements):
             self._forget(sql)
         self._conn.close()
 
-    def _statement(self, sql: str) -> tuple[Any, tuple[str, ...]]:
+    def _statement(self, sql: str) -> tuple[Any, _Description]:
         cached = self._statements.get(sql)
         if cached is not None:
             self._statements.move_to_end(sql)
@@ -133,7 +136,10 @@ class TursoReader:
         if sql[tail:].strip(" \t\r\n;"):
             prepared.finalize()
             raise turso.ProgrammingError("You can only execute one statement at a time")
-        entry = (prepared, tuple(prepared.columns()))
+        description = tuple(
+            (name, None, None, None, None, None, None) for name in prepared.columns()
+        )
+        entry = (prepared, description or None)
         self._statements[sql] = entry
         if len(self._statements) > _STATEMENT_CACHE:
             self._forget(next(iter(self._statements)))
@@ -154,10 +160,8 @@ class TursoReader:
 class _Rows:
     """The little of a DB-API cursor the executor uses."""
 
-    def __init__(self, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-        self.description = (
-            tuple((name, None, None, None, None, None, None) for name in columns) or None
-        )
+    def __init__(self, description: _Description, rows: list[tuple[Any, ...]]) -> None:
+        self.description = description
         self._rows = rows
 
     def fetchall(self) -> list[tuple[Any, ...]]:

@@ -11,7 +11,7 @@ from pop.hrana.errors import HranaError, clean_message, code_from_message
 from pop.hrana.messages import AndCond, Batch, BatchCond, ErrorCond, NotCond, OkCond, OrCond, Stmt
 from pop.hrana.values import encode_value
 from pop.local.binding import positional_args
-from pop.sql.inspector import SqlInspector
+from pop.sql.inspector import Column, StatementInfo
 
 StepRunner = Callable[[Stmt], dict[str, Any]]
 
@@ -19,11 +19,9 @@ StepRunner = Callable[[Stmt], dict[str, Any]]
 class LocalExecutor:
     """Runs statements on a read connection and shapes their results as Hrana does."""
 
-    def __init__(self, inspector: SqlInspector) -> None:
-        self._inspector = inspector
-
-    def execute(self, conn: ReadConnection, stmt: Stmt, sql: str) -> dict[str, Any]:
-        info = self._inspector.inspect(sql)
+    def execute(self, conn: ReadConnection, stmt: Stmt, info: StatementInfo) -> dict[str, Any]:
+        """Run ``stmt``, whose SQL (resolved, if it came by ``sql_id``) ``info`` describes."""
+        sql = info.sql
         args = positional_args(stmt, info)
         started = time.perf_counter()
         try:
@@ -35,10 +33,10 @@ class LocalExecutor:
         except Exception as exc:  # the engines raise DB-API errors without codes
             raise engine_error(exc) from None
         elapsed_ms = (time.perf_counter() - started) * 1000
-        decltypes = {col.name: col.decltype for col in info.columns}
+        columns = info.columns
         return {
             "cols": [
-                {"name": col[0], "decltype": _decltype(info.columns, index, col[0], decltypes)}
+                {"name": col[0], "decltype": _decltype(columns, index, col[0])}
                 for index, col in enumerate(description)
             ],
             "rows": [[encode_value(value) for value in row] for row in rows],
@@ -50,10 +48,10 @@ class LocalExecutor:
             "query_duration_ms": round(elapsed_ms, 3),
         }
 
-    def run_script(self, conn: ReadConnection, statements: list[str]) -> None:
+    def run_script(self, conn: ReadConnection, infos: list[StatementInfo]) -> None:
         """A Hrana ``sequence``: run each statement, stop at the first error."""
-        for sql in statements:
-            self.execute(conn, Stmt(sql=sql, want_rows=False), sql)
+        for info in infos:
+            self.execute(conn, Stmt(sql=info.sql, want_rows=False), info)
 
 
 def run_batch(
@@ -101,10 +99,8 @@ def engine_error(exc: Exception) -> HranaError:
     return HranaError(clean_message(message), code)
 
 
-def _decltype(
-    columns: tuple[Any, ...], index: int, name: str, by_name: dict[str, str | None]
-) -> str | None:
+def _decltype(columns: tuple[Column, ...], index: int, name: str) -> str | None:
     if index < len(columns) and columns[index].name == name:
-        decltype: str | None = columns[index].decltype
-        return decltype
-    return by_name.get(name)
+        return columns[index].decltype
+    # Otherwise by name; the last column of that name, as a dict built from them would.
+    return next((col.decltype for col in reversed(columns) if col.name == name), None)
