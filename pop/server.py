@@ -11,7 +11,7 @@ import uvicorn
 from pop.app import create_app
 from pop.config import ConfigError, load_settings
 from pop.logs import setup_logging
-from pop.service import PopService
+from pop.service import PopService, ReplicaOpenError
 
 log = logging.getLogger("pop")
 
@@ -35,7 +35,15 @@ def serve(env_file: str | None = ".env") -> int:
         password = urlsplit(settings.redis_connection_string.get_secret_value()).password
         secrets += [password] if password else []
     setup_logging(settings.log_level, settings.log_format, secrets)
-    app = create_app(PopService(settings))
+    service = PopService(settings)
+    try:
+        # Before the server starts, so that a POP that cannot get its data exits with one
+        # clear line instead of a server start-up traceback.
+        service.open_replica()
+    except ReplicaOpenError as exc:
+        log.error("%s", exc)
+        return 1
+    app = create_app(service)
     log.info(
         "starting POP",
         extra={"port": settings.port, "region": settings.region, "engine": settings.replica_engine},

@@ -45,6 +45,10 @@ from pop.sync.pubsub import RedisFabric
 log = logging.getLogger(__name__)
 
 
+class ReplicaOpenError(Exception):
+    """The replica could not be opened or bootstrapped; the message says why."""
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What an endpoint sends back, and where it was answered (for the latency metric)."""
@@ -92,6 +96,7 @@ class PopService:
                 on_message=self._pubsub_message,
             )
         self._publishing: set[asyncio.Task[None]] = set()
+        self._replica_open = False
         self.ready = False
         self._interval_task: asyncio.Task[None] | None = None
         self.metrics.info.info(
@@ -102,7 +107,8 @@ class PopService:
 
     async def start(self) -> None:
         started = time.perf_counter()
-        await asyncio.to_thread(self.engine.open)
+        if not self._replica_open:
+            await asyncio.to_thread(self.open_replica)
         self._reload_schema()
         outcome = await self.coordinator.request("startup")
         if not outcome.ok:
@@ -130,6 +136,23 @@ class PopService:
                 "startup_ms": round((time.perf_counter() - started) * 1000, 1),
             },
         )
+
+    def open_replica(self) -> None:
+        """Open (and on first start, bootstrap) the replica; raises ``ReplicaOpenError``."""
+        try:
+            self.engine.open()
+        except Exception as exc:
+            hint = ""
+            if self.engine.name == "libsql" and "404" in str(exc):
+                hint = (
+                    " (the origin does not serve libSQL replication; tursodb --sync-server"
+                    " serves Turso Sync: try REPLICA_ENGINE=turso)"
+                )
+            raise ReplicaOpenError(
+                f"cannot open the {self.engine.name} replica {self.engine.path} from "
+                f"{self.settings.origin_http_url}: {str(exc).splitlines()[0]}{hint}"
+            ) from exc
+        self._replica_open = True
 
     async def stop(self) -> None:
         self.ready = False

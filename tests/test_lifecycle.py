@@ -106,3 +106,29 @@ def test_json_logs_have_one_line_per_sync_and_forwarded_write(
     syncs = [e for e in events if e["message"] == "sync ok" and e["trigger"] == "write"]
     assert syncs and {"changed", "duration_ms", "position"} <= set(syncs[0])
     assert pop.token not in pop.log_path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("engine", "origin_up", "words"),
+    [
+        ("libsql", True, "try REPLICA_ENGINE=turso"),  # tursodb serves no libSQL replication
+        ("turso", False, "cannot open the turso replica"),  # nothing to bootstrap from
+    ],
+)
+def test_a_replica_that_cannot_be_opened_stops_the_pop_with_one_clear_line(
+    engine: str, origin_up: bool, words: str, tursodb_binary: str, tmp_path: Path
+) -> None:
+    origin = TursodbOrigin(tursodb_binary, tmp_path)
+    if origin_up:
+        origin.start_and_wait()
+    pop = PopProcess(origin.url, tmp_path, region="broken", engine=engine)
+    try:
+        pop.start()
+        assert pop.proc is not None
+        assert pop.proc.wait(60) == 1
+    finally:
+        pop.stop()
+        origin.stop()
+    errors = [line for line in pop.log_tail(50).splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and words in errors[0], pop.log_tail(50)
+    assert "Traceback" not in pop.log_tail(50)
