@@ -59,6 +59,9 @@ class StreamGateway:
         self.streams = StreamRegistry(idle_timeout, on_expire=self._expire)
         self._connection = asyncio.Lock()  # the origin's one connection
         self._owner: Stream | None = None
+        # Set when a statement that may change the schema ran; reloading after every
+        # pipeline would cost a round trip to the origin even for reads.
+        self._schema_stale = False
 
     async def start(self) -> None:
         await self._reload_schema()
@@ -87,7 +90,8 @@ class StreamGateway:
                     results.append({"type": "ok", "response": {"type": "close"}})
                 else:
                     results.append(await self._one(stream, request))
-            await self._reload_schema()
+            if self._schema_stale:
+                await self._reload_schema()
         finally:
             if closed or not stream.origin_in_transaction:
                 self._release(stream)
@@ -132,11 +136,12 @@ class StreamGateway:
             return {"type": "get_autocommit", "is_autocommit": not stream.origin_in_transaction}
         raise HranaError(f"the gateway does not serve {request.type!r} requests", "NOT_SUPPORTED")
 
-    @staticmethod
-    def _track(stream: Stream, infos: list[StatementInfo], ran: list[bool]) -> None:
+    def _track(self, stream: Stream, infos: list[StatementInfo], ran: list[bool]) -> None:
         for info, succeeded in zip(infos, ran, strict=True):
             if not succeeded:
                 continue
+            if not info.is_read:
+                self._schema_stale = True
             if info.kind in _OPENS:
                 stream.origin_in_transaction = True
             elif info.kind is Kind.END_TRANSACTION:
@@ -174,6 +179,7 @@ class StreamGateway:
                 }
             ],
         )
+        self._schema_stale = False
         rows = results[0].get("response", {}).get("result", {}).get("rows", [])
         self.inspector.load_schema(
             SchemaObject(*(cell.get("value") for cell in row)) for row in rows

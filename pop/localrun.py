@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -191,16 +191,6 @@ class PopProcess(ManagedProcess):
         return httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
         )
-
-
-@contextlib.contextmanager
-def running(*processes: ManagedProcess) -> Iterator[None]:
-    """Stop the given processes on the way out, whatever happened."""
-    try:
-        yield
-    finally:
-        for process in reversed(processes):
-            process.stop()
 
 
 class GatewayProcess(ManagedProcess):

@@ -5,6 +5,7 @@ Real Redis, real ``tursodb``, three real POP processes.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,6 +66,21 @@ def _trio(origin: TursodbOrigin, workdir: Path, redis_url: str, interval: str) -
     for pop in pops:
         pop.start_and_wait()
     return pops
+
+
+@contextlib.contextmanager
+def _subscribed_pop(
+    origin: TursodbOrigin, workdir: Path, redis: RedisProcess, region: str
+) -> Iterator[PopProcess]:
+    """One POP subscribed to ``redis``, with a 1 h interval so only pub/sub can sync it."""
+    env = {"REDIS_CONNECTION_STRING": redis.url, "TURSO_SYNC_INTERVAL": "3600"}
+    pop = PopProcess(origin.url, workdir, region=region, extra_env=env)
+    pop.start_and_wait()
+    try:
+        _wait_connected(pop, 1, 10)
+        yield pop
+    finally:
+        pop.stop()
 
 
 @pytest.fixture()
@@ -144,11 +160,7 @@ def test_operator_sync_message_is_accepted_by_a_pop(
     from pop_operator.model import parse_spec
     from pop_operator.synctrigger import sync_message
 
-    env = {"REDIS_CONNECTION_STRING": redis.url, "TURSO_SYNC_INTERVAL": "3600"}
-    pop = PopProcess(origin.url, tmp_path, region="op", extra_env=env)
-    pop.start_and_wait()
-    try:
-        _wait_connected(pop, 1, 10)
+    with _subscribed_pop(origin, tmp_path, redis, "op") as pop:
         origin.execute("INSERT INTO kv (k, v) VALUES ('from-elsewhere', 'x')")
         assert not _has_row(pop, "from-elsewhere")
         spec = parse_spec(
@@ -164,8 +176,6 @@ def test_operator_sync_message_is_accepted_by_a_pop(
         publisher.close()
         _wait_row(pop, "from-elsewhere", 5)
         assert _metric(pop, "edgepop_syncs_total", trigger="pubsub", outcome="ok") == 1
-    finally:
-        pop.stop()
 
 
 def test_messages_for_other_databases_and_own_messages_are_skipped(
@@ -175,11 +185,7 @@ def test_messages_for_other_databases_and_own_messages_are_skipped(
 
     from pop.sync.messages import SyncMessage
 
-    env = {"REDIS_CONNECTION_STRING": redis.url, "TURSO_SYNC_INTERVAL": "3600"}
-    pop = PopProcess(origin.url, tmp_path, region="solo", extra_env=env)
-    pop.start_and_wait()
-    try:
-        _wait_for(lambda: _metric(pop, "edgepop_redis_connected") == 1, 10, "subscription")
+    with _subscribed_pop(origin, tmp_path, redis, "solo") as pop:
         publisher = redis_client.Redis.from_url(redis.url)
         publisher.publish("sync", SyncMessage(database="other.example/db").encode())
         publisher.publish("sync", b"not a sync message")
@@ -196,8 +202,6 @@ def test_messages_for_other_databases_and_own_messages_are_skipped(
             "legacy",
         )
         publisher.close()
-    finally:
-        pop.stop()
 
 
 def test_metrics_after_real_traffic(

@@ -72,10 +72,6 @@ class StatementInfo:
     def is_read(self) -> bool:
         return self.kind in (Kind.READ, Kind.BEGIN_READ)
 
-    @property
-    def may_write(self) -> bool:
-        return self.kind in (Kind.WRITE, Kind.BEGIN_WRITE, Kind.UNKNOWN)
-
 
 @dataclass(frozen=True, slots=True)
 class SchemaObject:

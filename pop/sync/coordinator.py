@@ -42,7 +42,6 @@ class SyncCoordinator:
         self._next: asyncio.Future[SyncOutcome] | None = None
         self._next_trigger: Trigger = "api"
         self.last_success: float | None = None  # time.time() of the last good sync
-        self.syncs_started = 0
 
     @property
     def running(self) -> bool:
@@ -73,7 +72,6 @@ class SyncCoordinator:
             self._running = None
 
     async def _sync_once(self, trigger: Trigger) -> SyncOutcome:
-        self.syncs_started += 1
         started = time.perf_counter()
         try:
             result: SyncResult = await asyncio.to_thread(self._engine.sync)
