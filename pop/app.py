@@ -7,6 +7,7 @@ for Kubernetes and Prometheus.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import time
@@ -24,14 +25,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from pop import __version__
 from pop.hrana.errors import ProtocolError
 from pop.hrana.messages import CursorBody, LegacyBody, PipelineBody, parse_body
+from pop.local.runner import Cancellation, current_cancellation
 from pop.service import PopService
 
 # What a data endpoint answers: body, status and content type.
 Reply = tuple[bytes, int, bytes]
-BodyReader = Callable[[], Awaitable[bytes]]
-# A data endpoint: answers a request for the endpoint it is mounted as (reading the body
-# only if it needs it), saying where (local, origin, none) the answer came from.
-DataHandler = Callable[[BodyReader, str], Awaitable[tuple[Reply, str]]]
+# A data endpoint: answers a request body for the endpoint it is mounted as, saying where
+# (local, origin, none) the answer came from.
+DataHandler = Callable[[bytes, str], Awaitable[tuple[Reply, str]]]
 
 _JSON = b"application/json"
 _TEXT = b"text/plain; charset=utf-8"
@@ -75,9 +76,12 @@ class _DataEndpoint:
                     code="UNAUTHORIZED",
                     status=401,
                 )
-            reply, route = await self._handler(
-                lambda: _read_body(scope, receive, self._limit), self._endpoint
+            body = await _read_body(scope, receive, self._limit)
+            reply, route = await _cancelled_on_disconnect(
+                self._handler(body, self._endpoint), receive
             )
+        except ClientDisconnect:
+            return  # nobody to answer; the request's local work was interrupted
         except ProtocolError as exc:
             self._service.metrics.count_request(
                 self._endpoint, "http", "none", f"http_{exc.status}"
@@ -122,21 +126,21 @@ def create_app(service: PopService) -> ASGIApp:
     settings = service.settings
     expected = b"Bearer " + settings.proxy_auth_token.get_secret_value().encode()
 
-    async def pipeline(read: BodyReader, endpoint: str) -> tuple[Reply, str]:
-        body = parse_body(PipelineBody, await read())
+    async def pipeline(raw: bytes, endpoint: str) -> tuple[Reply, str]:
+        body = parse_body(PipelineBody, raw)
         answer = await service.pipeline(body, endpoint)
         return (orjson.dumps(answer.body), 200, _JSON), answer.route.value
 
-    async def cursor(read: BodyReader, _: str) -> tuple[Reply, str]:
-        answer = await service.cursor(parse_body(CursorBody, await read()))
+    async def cursor(raw: bytes, _: str) -> tuple[Reply, str]:
+        answer = await service.cursor(parse_body(CursorBody, raw))
         lines = b"".join(orjson.dumps(entry) + b"\n" for entry in answer.body)
         return (lines, 200, _TEXT), answer.route.value
 
-    async def legacy(read: BodyReader, _: str) -> tuple[Reply, str]:
-        answer = await service.legacy(parse_body(LegacyBody, await read()))
+    async def legacy(raw: bytes, _: str) -> tuple[Reply, str]:
+        answer = await service.legacy(parse_body(LegacyBody, raw))
         return (orjson.dumps(answer.body), 200, _JSON), answer.route.value
 
-    async def sync(_: BodyReader, __: str) -> tuple[Reply, str]:
+    async def sync(_: bytes, __: str) -> tuple[Reply, str]:
         outcome = await service.sync("api")
         body = {
             "ok": outcome.ok,
@@ -159,18 +163,22 @@ def create_app(service: PopService) -> ASGIApp:
     }
 
     async def health(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        problem = service.liveness()
+        if problem is None:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "wedged", "reason": problem}, status_code=503)
 
     async def ready(_: Request) -> Response:
-        if service.ready:
-            return JSONResponse(
-                {
-                    "ready": True,
-                    "position": service.engine.position(),
-                    "engine": service.engine.stats(),
-                }
-            )
-        return JSONResponse({"ready": False}, status_code=503)
+        # Cached values only: this is polled while pulls run (see ReplicaEngine.position).
+        problem = service.readiness()
+        body = {
+            "ready": problem is None,
+            "position": service.engine.position(),
+            "engine": service.engine.stats(),
+        }
+        if problem is None:
+            return JSONResponse(body)
+        return JSONResponse({**body, "reason": problem}, status_code=503)
 
     async def version(_: Request) -> Response:
         return JSONResponse(
@@ -211,6 +219,31 @@ def create_app(service: PopService) -> ASGIApp:
         lifespan=lifespan,
     )
     return _PopApp(starlette, data)
+
+
+async def _cancelled_on_disconnect(
+    work: Awaitable[tuple[Reply, str]], receive: Receive
+) -> tuple[Reply, str]:
+    """Await ``work``; if the client disconnects meanwhile, interrupt its local statements.
+
+    Only local work is interrupted: a call already sent to the origin runs to its end, so
+    that the stream's view of the origin stays true. Call only once the body is read:
+    from then on ``receive`` only reports a disconnect.
+    """
+    cancellation = Cancellation()
+
+    async def watch() -> None:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            cancellation.cancel()
+
+    token = current_cancellation.set(cancellation)
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await work
+    finally:
+        watcher.cancel()
+        current_cancellation.reset(token)
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:

@@ -61,6 +61,48 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="Seconds before a quiet Hrana stream expires"
     )
     origin_timeout: float = Field(default=15.0, gt=0, description="Seconds per origin call")
+    # Limits: what one client can make this POP spend. README "Limits" lists them all.
+    statement_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds one local statement may run before it is interrupted",
+    )
+    reader_threads: int = Field(
+        default=4, ge=1, le=64, description="Worker threads running local reads"
+    )
+    max_sql_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024, description="Largest SQL text accepted"
+    )
+    max_result_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, description="Largest local result (as sqld's 10MB)"
+    )
+    max_pipeline_requests: int = Field(
+        default=1000, ge=1, description="Most requests in one pipeline call"
+    )
+    max_batch_steps: int = Field(default=10_000, ge=1, description="Most steps in one batch")
+    max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="Largest request head (request line + headers)"
+    )
+    client_read_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a client has to send a whole request"
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, description="Client connections served at once (503 beyond)"
+    )
+    sync_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds one sync may take before it counts as failed"
+    )
+    ready_max_staleness: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds since the last good sync before /ready says stale; "
+        "default 3 x TURSO_SYNC_INTERVAL + SYNC_TIMEOUT",
+    )
+    watchdog_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds the event loop may stall before the POP dumps its stacks and exits",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -103,6 +145,12 @@ class Settings(BaseSettings):
         if parts.port:
             netloc += f":{parts.port}"
         return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+    @property
+    def staleness_bound(self) -> float:
+        if self.ready_max_staleness is not None:
+            return self.ready_max_staleness
+        return 3 * self.turso_sync_interval + self.sync_timeout
 
     @property
     def replica_path(self) -> Path:

@@ -12,8 +12,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from pop.engines.base import ReadConnection
 from pop.hrana.errors import HranaError
 from pop.hrana.messages import (
     BatchReq,
@@ -28,12 +29,14 @@ from pop.hrana.messages import (
 from pop.local.binding import parameter_display_names
 from pop.local.executor import LocalExecutor, run_batch
 from pop.local.pool import ReaderPool
+from pop.local.runner import LocalRunner
 from pop.origin.client import Dialect
 from pop.origin.forward import Forwarder
 from pop.sql.inspector import Kind, SqlInspector, StatementInfo
 from pop.streams import Stream
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Route(enum.Enum):
@@ -62,14 +65,21 @@ class Router:
         self,
         inspector: SqlInspector,
         pool: ReaderPool,
+        runner: LocalRunner,
+        executor: LocalExecutor,
         forwarder: Forwarder,
         after_origin_write: Callable[[], Awaitable[None]],
+        replica_is_current: Callable[[], bool],
     ) -> None:
         self._inspector = inspector
         self._pool = pool
-        self._executor = LocalExecutor()
+        self._runner = runner
+        self._executor = executor
         self._forwarder = forwarder
         self._after_origin_write = after_origin_write
+        # False while the replica is known to lack a write this POP acknowledged (its
+        # catch-up sync failed): reads then go to the origin, so read-your-writes holds.
+        self._replica_is_current = replica_is_current
 
     async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
         """Run one stream request; raises ``HranaError`` for a per-request error."""
@@ -77,7 +87,7 @@ class Router:
             sql = stream.resolve_sql(request.stmt.sql, request.stmt.sql_id)
             info = self._inspector.inspect(sql)
             if self._choose(stream, [info], _LOCAL_ALONE) is Route.LOCAL:
-                result = self._locally(
+                result = await self._locally(
                     stream, lambda conn: self._executor.execute(conn, request.stmt, info)
                 )
                 return Handled({"type": "execute", "result": result}, Route.LOCAL)
@@ -91,7 +101,7 @@ class Router:
             infos = [self._inspector.inspect(sql) for sql in sqls]
             if self._choose(stream, infos, _LOCAL_IN_BATCH) is Route.LOCAL:
                 by_stmt = dict(zip((id(s.stmt) for s in request.batch.steps), infos, strict=True))
-                result = self._locally(
+                result = await self._locally(
                     stream,
                     lambda conn: run_batch(
                         request.batch,
@@ -109,7 +119,7 @@ class Router:
             statements = self._inspector.split(stream.resolve_sql(request.sql, request.sql_id))
             infos = [self._inspector.inspect(sql) for sql in statements]
             if self._choose(stream, infos, _LOCAL_IN_BATCH) is Route.LOCAL:
-                self._locally(stream, lambda conn: self._executor.run_script(conn, infos))
+                await self._locally(stream, lambda conn: self._executor.run_script(conn, infos))
                 return Handled({"type": "sequence"}, Route.LOCAL)
             await self._check_origin_can_hold(stream, infos, whole=True)
             await self._at_origin(stream, infos, self._forwarder.sequence(stream, statements))
@@ -151,7 +161,11 @@ class Router:
                 if info.kind not in _LOCAL_IN_BATCH:
                     raise _not_in_read_transaction(info)
             return Route.LOCAL
-        if all(info.kind in local_kinds for info in infos) and not _leaves_deferred_open(infos):
+        if (
+            all(info.kind in local_kinds for info in infos)
+            and not _leaves_deferred_open(infos)
+            and self._replica_is_current()
+        ):
             return Route.LOCAL
         return Route.ORIGIN
 
@@ -171,16 +185,11 @@ class Router:
                 "TRANSACTION_NOT_SUPPORTED",
             )
 
-    def _locally(self, stream: Stream, work: Callable[[Any], Any]) -> Any:
-        conn = stream.local_conn or self._pool.shared()
-        try:
-            return work(conn)
-        finally:
-            if stream.local_conn is None and conn.in_transaction:
-                stream.local_conn = self._pool.detach_shared()
-            elif stream.local_conn is not None and not conn.in_transaction:
-                self._pool.give_back(stream.local_conn)
-                stream.local_conn = None
+    async def _locally(self, stream: Stream, work: Callable[[ReadConnection], T]) -> T:
+        """Run on the stream's own connection, or a pooled one, on a worker thread."""
+        done = await self._runner.run(stream.local_conn, work)
+        stream.local_conn = done.kept
+        return done.unwrap()
 
     async def _at_origin(
         self, stream: Stream, infos: list[StatementInfo], call: Awaitable[Any]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from urllib.parse import urlsplit
 
@@ -10,6 +11,7 @@ import uvicorn
 
 from pop.app import create_app
 from pop.config import ConfigError, load_settings
+from pop.http_guard import guarded_protocol
 from pop.logs import setup_logging
 from pop.service import PopService, ReplicaOpenError
 
@@ -55,5 +57,11 @@ def serve(env_file: str | None = ".env") -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        http=guarded_protocol(settings.max_header_bytes, settings.client_read_timeout),
+        limit_concurrency=settings.max_connections,
     )
-    return 0
+    log.info("POP stopped")
+    logging.shutdown()
+    # Not a plain return: interpreter exit joins worker threads, and one stuck in a pull
+    # from a stalled origin would keep a stopped POP alive forever.
+    os._exit(0)

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,13 @@ from pop import __version__
 from pop.config import Settings
 from pop.engines import ReplicaEngine, open_engine
 from pop.engines.base import replica_size_bytes
-from pop.hrana.errors import HranaError, OriginUnavailable, ProtocolError, error_result
+from pop.hrana.errors import (
+    HranaError,
+    OriginUnavailable,
+    OutcomeUnknown,
+    ProtocolError,
+    error_result,
+)
 from pop.hrana.messages import (
     Batch,
     BatchReq,
@@ -31,7 +38,10 @@ from pop.hrana.messages import (
     StreamRequest,
 )
 from pop.hrana.values import SqlValue
+from pop.limits import Limits
+from pop.local.executor import LocalExecutor
 from pop.local.pool import ReaderPool
+from pop.local.runner import LocalRunner
 from pop.metrics import PopMetrics
 from pop.origin.client import OriginClient
 from pop.origin.forward import Forwarder
@@ -41,6 +51,7 @@ from pop.streams import StreamRegistry
 from pop.sync.coordinator import SyncCoordinator, SyncOutcome, Trigger
 from pop.sync.messages import SyncMessage, database_key
 from pop.sync.pubsub import RedisFabric
+from pop.watchdog import LoopWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +82,29 @@ class PopService:
         self.engine = engine or open_engine(settings)
         self.metrics = PopMetrics()
         self.inspector = SqlInspector()
+        self.limits = Limits.from_settings(settings)
         self.pool = ReaderPool(self.engine)
+        self.runner = LocalRunner(self.pool, settings.reader_threads, settings.statement_timeout)
         token = settings.turso_auth_token
         self.origin = OriginClient(
             settings.origin_http_url,
             token.get_secret_value() if token else None,
             settings.origin_timeout,
         )
-        self.coordinator = SyncCoordinator(self.engine, on_done=self._synced)
+        self.coordinator = SyncCoordinator(
+            self.engine, on_done=self._synced, timeout=settings.sync_timeout
+        )
+        # Set when the catch-up sync after a forwarded write failed: the replica lacks a
+        # write this POP acknowledged until the next good sync.
+        self._behind_since: float | None = None
         self.router = Router(
-            self.inspector, self.pool, Forwarder(self.origin, self.inspector), self._after_write
+            self.inspector,
+            self.pool,
+            self.runner,
+            LocalExecutor(settings.max_result_bytes),
+            Forwarder(self.origin, self.inspector),
+            self._after_write,
+            replica_is_current=lambda: self._behind_since is None,
         )
         self.streams = StreamRegistry(settings.stream_idle_timeout, on_expire=self.router.release)
         self.database = database_key(settings.turso_database_url)
@@ -95,7 +119,9 @@ class PopService:
                 position=self.engine.position,
                 on_message=self._pubsub_message,
             )
-        self._publishing: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._last_sync_error: str | None = None
+        self.watchdog = LoopWatchdog(settings.watchdog_timeout)
         self._replica_open = False
         self.ready = False
         self._interval_task: asyncio.Task[None] | None = None
@@ -109,7 +135,7 @@ class PopService:
         started = time.perf_counter()
         if not self._replica_open:
             await asyncio.to_thread(self.open_replica)
-        self._reload_schema()
+        await self._reload_schema()
         outcome = await self.coordinator.request("startup")
         if not outcome.ok:
             log.warning(
@@ -124,6 +150,7 @@ class PopService:
         if self.fabric is not None:
             self.fabric.start()
         self._interval_task = asyncio.create_task(self._interval_sync(), name="interval-sync")
+        self.watchdog.start()
         self.ready = True
         log.info(
             "POP ready",
@@ -156,6 +183,7 @@ class PopService:
 
     async def stop(self) -> None:
         self.ready = False
+        self.watchdog.stop()
         if self._interval_task is not None:
             self._interval_task.cancel()
             self._interval_task = None
@@ -163,8 +191,14 @@ class PopService:
         if self.fabric is not None:
             await self.fabric.stop()
         await self.origin.aclose()
+        self.runner.close()
         self.pool.close()
-        await asyncio.to_thread(self.engine.close)
+        try:
+            # Bounded: a pull stuck on a stalled origin holds the engine, and shutting
+            # down must not wait for it.
+            await asyncio.wait_for(asyncio.to_thread(self.engine.close), 5)
+        except TimeoutError:
+            log.warning("the replica did not close within 5 s (a sync is stuck); exiting anyway")
 
     async def _interval_sync(self) -> None:
         while True:
@@ -180,34 +214,78 @@ class PopService:
         if self.fabric is not None:
             # The origin has the change now: the other POPs pull it while this one does.
             # In the background, so that a slow or absent Redis never delays a write.
-            task = asyncio.create_task(self.fabric.publish())
-            self._publishing.add(task)
-            task.add_done_callback(self._publishing.discard)
+            self._in_background(self.fabric.publish())
         outcome = await self.coordinator.request("write")
         if not outcome.ok:
+            # The write is at the origin (so it is acknowledged), but this replica cannot
+            # show it: reads go to the origin and /ready fails until a sync succeeds.
+            if self._behind_since is None:
+                self._behind_since = time.monotonic()
             log.warning(
-                "replica could not catch up after a write; it will on the next sync",
+                "replica could not catch up after a write; reads go to the origin and "
+                "/ready reports not ready until a sync succeeds",
                 extra={"error": outcome.error},
             )
+
+    def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _pubsub_message(self, message: SyncMessage) -> None:
         await self.coordinator.request("pubsub")
 
-    def _synced(self, outcome: SyncOutcome) -> None:
+    async def _synced(self, outcome: SyncOutcome) -> None:
         self.metrics.syncs.labels(outcome.trigger, "ok" if outcome.ok else "error").inc()
         self.metrics.sync_duration.labels(outcome.trigger).observe(outcome.duration_seconds)
+        self._last_sync_error = outcome.error
         if outcome.changed:
-            self._reload_schema()
+            await self._reload_schema()
+        if outcome.ok and self._behind_since is not None:
+            log.info("replica caught up; reads are local again")
+            self._behind_since = None
 
-    def _reload_schema(self) -> None:
-        rows = (
-            self.pool.shared()
-            .execute("SELECT type, name, sql FROM sqlite_schema WHERE sql IS NOT NULL")
-            .fetchall()
+    async def _reload_schema(self) -> None:
+        done = await self.runner.run(
+            None,
+            lambda conn: [
+                tuple(row)
+                for row in conn.execute(
+                    "SELECT type, name, sql FROM sqlite_schema WHERE sql IS NOT NULL"
+                )
+            ],
         )
+        rows = done.unwrap()
         if self.inspector.load_schema(SchemaObject(*row) for row in rows):
             self.pool.schema_changed()
             log.debug("schema reloaded", extra={"objects": len(rows)})
+
+    def readiness(self) -> str | None:
+        """Why this POP should not get traffic now, or None when it should."""
+        if not self.ready:
+            return "starting: the replica is not open or its first sync has not run"
+        if self._behind_since is not None:
+            return (
+                "the replica lacks a write this POP forwarded (its catch-up sync failed: "
+                f"{self._last_sync_error}); waiting for a sync to succeed"
+            )
+        last = self.coordinator.last_success
+        age = time.time() - last if last is not None else None
+        bound = self.settings.staleness_bound
+        if age is None or age > bound:
+            seen = "never synced" if age is None else f"last good sync {age:.0f} s ago"
+            return (
+                f"stale: {seen}, beyond READY_MAX_STALENESS={bound:g} s ({self._last_sync_error})"
+            )
+        return None
+
+    def liveness(self) -> str | None:
+        """Why this POP is wedged and should be restarted, or None when it is healthy."""
+        age = self.coordinator.pull_age()
+        bound = 4 * self.settings.sync_timeout
+        if age > bound:
+            return f"a sync has been running for {age:.0f} s (> 4 x SYNC_TIMEOUT): wedged"
+        return None
 
     def refresh_gauges(self) -> None:
         """Values computed when scraped rather than kept up to date."""
@@ -219,28 +297,35 @@ class PopService:
     # -- Hrana -------------------------------------------------------------------------
 
     async def pipeline(self, body: PipelineBody, endpoint: str) -> Answer:
+        self.limits.check_pipeline(len(body.requests))
         stream = self.streams.take(body.baton) if body.baton else self.streams.open()
         results: list[dict[str, Any]] = []
         routes: set[Route] = set()
         closed = False
-        for request in body.requests:
-            if closed:
-                results.append(
-                    error_result(
-                        HranaError("the stream was closed by an earlier request", "STREAM_CLOSED")
+        try:
+            for request in body.requests:
+                if closed:
+                    results.append(
+                        error_result(
+                            HranaError(
+                                "the stream was closed by an earlier request", "STREAM_CLOSED"
+                            )
+                        )
                     )
-                )
-                continue
-            if isinstance(request, CloseReq):
-                await self.router.release(stream)
-                closed = True
-                results.append({"type": "ok", "response": {"type": "close"}})
-                self.metrics.count_request(endpoint, "close", Route.NONE.value, "ok")
-                continue
-            result, route = await self._one(stream, request, endpoint)
-            results.append(result)
-            routes.add(route)
-        baton = None if closed else self.streams.park(stream)
+                    continue
+                if isinstance(request, CloseReq):
+                    await self.router.release(stream)
+                    closed = True
+                    results.append({"type": "ok", "response": {"type": "close"}})
+                    self.metrics.count_request(endpoint, "close", Route.NONE.value, "ok")
+                    continue
+                result, route = await self._one(stream, request, endpoint)
+                results.append(result)
+                routes.add(route)
+        finally:
+            # Parked even when the call fails midway (client gone): the stream then
+            # expires and is released like any abandoned one, instead of leaking.
+            baton = None if closed else self.streams.park(stream)
         return Answer({"baton": baton, "base_url": None, "results": results}, _summary(routes))
 
     async def _one(
@@ -250,12 +335,18 @@ class PopService:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("request", extra={"stream": stream.id, "request": request.model_dump_json()})
         try:
+            self.limits.check_request(request)
             handled = await self.router.handle(stream, request)
         except (HranaError, ProtocolError) as exc:
             outcome = "error"
             if isinstance(exc, OriginUnavailable):
                 self.metrics.origin_errors.labels("unavailable").inc()
                 route = Route.ORIGIN
+            elif isinstance(exc, OutcomeUnknown):
+                self.metrics.origin_errors.labels("outcome_unknown").inc()
+                route = Route.ORIGIN
+                # It may have been applied: pull, so the replica shows it if it was.
+                self._in_background(self.coordinator.request("write"))
             answer = error_result(exc)
         except Exception:
             log.exception(
@@ -272,10 +363,13 @@ class PopService:
     async def cursor(self, body: CursorBody) -> Answer:
         """The entries of a ``/v3/cursor`` answer, the header line first."""
         stream = self.streams.take(body.baton) if body.baton else self.streams.open()
-        answer, route = await self._one(
-            stream, BatchReq(type="batch", batch=body.batch), "v3_cursor"
-        )
-        entries: list[dict[str, Any]] = [{"baton": self.streams.park(stream), "base_url": None}]
+        try:
+            answer, route = await self._one(
+                stream, BatchReq(type="batch", batch=body.batch), "v3_cursor"
+            )
+        finally:
+            baton = self.streams.park(stream)
+        entries: list[dict[str, Any]] = [{"baton": baton, "base_url": None}]
         if answer["type"] == "error":
             entries.append({"type": "error", "error": answer["error"]})
             return Answer(entries, route)

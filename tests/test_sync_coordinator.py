@@ -39,7 +39,7 @@ class GatedEngine(TursoSyncEngine):
 def _count(engine: TursoSyncEngine) -> int:
     conn = engine.connect_reader()
     try:
-        value = conn.execute("SELECT count(*) FROM kv WHERE k LIKE 'co-%'").fetchall()[0][0]
+        value = next(iter(conn.execute("SELECT count(*) FROM kv WHERE k LIKE 'co-%'")))[0]
         return int(value)
     finally:
         conn.close()
@@ -87,7 +87,7 @@ async def test_a_hundred_requests_during_one_sync_cost_one_more(engine: GatedEng
     assert engine.pulls == 2
     assert all(o.ok for o in outcomes)
     assert len({id(o) for o in outcomes}) == 1  # all 100 share the one follow-up sync
-    assert not coordinator.running
+    assert coordinator.pull_age() == 0  # nothing left running
 
 
 async def test_a_failing_sync_is_reported_and_the_next_one_runs(
@@ -103,3 +103,19 @@ async def test_a_failing_sync_is_reported_and_the_next_one_runs(
         origin.start_and_wait()
     recovered = await coordinator.request("api")
     assert recovered.ok
+
+
+async def test_a_pull_past_its_timeout_fails_and_the_next_starts_after_it(
+    engine: GatedEngine,
+) -> None:
+    coordinator = SyncCoordinator(engine, timeout=0.5)
+    stuck = await coordinator.request("api")  # the gate holds the pull: it overruns
+    assert not stuck.ok and stuck.error and "SYNC_TIMEOUT" in stuck.error
+    assert coordinator.pull_age() > 0  # /health can see the overrun pull
+    waiter = asyncio.create_task(coordinator.request("write"))
+    await asyncio.sleep(0.1)
+    engine.gate.set()  # the overrun pull ends; only then does the next one start
+    outcome = await waiter
+    assert outcome.ok
+    assert engine.pulls == 2
+    assert coordinator.pull_age() == 0

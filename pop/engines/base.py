@@ -8,7 +8,7 @@ libSQL bindings implement, so the Hrana executor never needs to know which engin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,10 +17,12 @@ from pop.config import Settings
 
 
 class Cursor(Protocol):
+    """Rows come one at a time, so a result can be cut off at a size limit."""
+
     @property
     def description(self) -> Sequence[Sequence[Any]] | None: ...
 
-    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Sequence[Any]]: ...
 
 
 class ReadConnection(Protocol):
@@ -30,6 +32,9 @@ class ReadConnection(Protocol):
     def in_transaction(self) -> bool: ...
 
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def interrupt(self) -> None:
+        """Stop the statement running on this connection (called from another thread)."""
 
     def close(self) -> None: ...
 
@@ -51,13 +56,17 @@ class ReplicaEngine(Protocol):
         """Pull what changed at the origin. Blocking: run it off the event loop."""
 
     def position(self) -> str | None:
-        """The replication position of the local copy, if the engine has one."""
+        """The replication position as of the last open or sync, if the engine has one.
+
+        Never calls into the engine's library: request paths ask for it while a pull may
+        hold the library's locks on another thread (that wait once froze every POP).
+        """
 
     def connect_reader(self) -> ReadConnection:
         """A new connection for reads; it refuses to write (``PRAGMA query_only``)."""
 
     def stats(self) -> dict[str, Any]:
-        """Engine counters worth exposing (bytes moved, last pull time ...)."""
+        """Engine counters as of the last open or sync; like ``position``, never blocks."""
 
     def close(self) -> None: ...
 

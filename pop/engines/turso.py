@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,10 @@ class TursoSyncEngine:
         token = settings.turso_auth_token
         self._auth_token = token.get_secret_value() if token else None
         self._sync: Any = None
+        # Read by request paths on the event loop while a pull may run on another thread;
+        # pyturso's stats() would wait for that pull's lock, so they are kept here.
+        self._position: str | None = None
+        self._stats: dict[str, Any] = {}
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,6 +43,7 @@ class TursoSyncEngine:
         self._sync = turso.sync.connect(
             str(self.path), self._remote_url, auth_token=self._auth_token, client_name="edge-pop"
         )
+        self._refresh_stats()
         log.info(
             "replica opened",
             extra={
@@ -51,13 +56,11 @@ class TursoSyncEngine:
 
     def sync(self) -> SyncResult:
         changed = bool(self._require_open().pull())
-        return SyncResult(changed=changed, position=self.position())
+        self._refresh_stats()
+        return SyncResult(changed=changed, position=self._position)
 
     def position(self) -> str | None:
-        if self._sync is None:
-            return None
-        revision = getattr(self._sync.stats(), "revision", None)
-        return str(revision) if revision is not None else None
+        return self._position
 
     def connect_reader(self) -> ReadConnection:
         conn = turso.connect(str(self.path), isolation_level=None)
@@ -65,8 +68,14 @@ class TursoSyncEngine:
         return TursoReader(conn)
 
     def stats(self) -> dict[str, Any]:
+        return dict(self._stats)
+
+    def _refresh_stats(self) -> None:
+        """Called on the thread that opens or pulls, never from a request path."""
         stats = self._require_open().stats()
-        return {
+        revision = getattr(stats, "revision", None)
+        self._position = str(revision) if revision is not None else None
+        self._stats = {
             "network_received_bytes": stats.network_received_bytes,
             "network_sent_bytes": stats.network_sent_bytes,
             "last_pull_unix_time": stats.last_pull_unix_time,
@@ -86,6 +95,7 @@ class TursoSyncEngine:
 
 
 _STATEMENT_CACHE = 256
+CACHED_SQL_MAX_CHARS = 16 * 1024
 # A DB-API cursor description: one 7-tuple per result column, or None without columns.
 _Description = tuple[tuple[Any, ...], ...] | None
 
@@ -109,18 +119,44 @@ class TursoReader:
         return not self._raw.get_auto_commit()
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Rows:
+        """Start ``sql``; its rows are stepped as the caller iterates over the result."""
         stmt, description = self._statement(sql)
         try:
             stmt.reset()
             if parameters:
                 stmt.bind(tuple(parameters))
-            rows: list[tuple[Any, ...]] = []
-            while self._step(stmt) == Status.Row:
-                rows.append(tuple(stmt.row()))
+            first = self._step(stmt)
         except Exception:
-            self._forget(sql)
+            self._done_with(sql, stmt)
             raise
-        return _Rows(description, rows)
+        return _Rows(description, self._rows(sql, stmt, first))
+
+    def interrupt(self) -> None:
+        self._raw.interrupt()
+
+    def _rows(self, sql: str, stmt: Any, status: Any) -> Iterator[tuple[Any, ...]]:
+        failed = False
+        try:
+            while status == Status.Row:
+                yield tuple(stmt.row())
+                status = self._step(stmt)
+        except Exception:
+            failed = True
+            raise
+        finally:
+            if failed or sql not in self._statements:
+                self._done_with(sql, stmt)
+            elif status == Status.Row:
+                # Left unfinished (a result cut off at its size limit): an active
+                # statement would keep its read snapshot open on this connection.
+                stmt.reset()
+
+    def _done_with(self, sql: str, stmt: Any) -> None:
+        """Drop a statement that failed or was never cached."""
+        if self._statements.get(sql, (None,))[0] is stmt:
+            self._forget(sql)
+        else:
+            stmt.finalize()
 
     def close(self) -> None:
         for sql in list(self._statements):
@@ -140,9 +176,10 @@ class TursoReader:
             (name, None, None, None, None, None, None) for name in prepared.columns()
         )
         entry = (prepared, description or None)
-        self._statements[sql] = entry
-        if len(self._statements) > _STATEMENT_CACHE:
-            self._forget(next(iter(self._statements)))
+        if len(sql) <= CACHED_SQL_MAX_CHARS:  # big one-off texts would pile up in memory
+            self._statements[sql] = entry
+            if len(self._statements) > _STATEMENT_CACHE:
+                self._forget(next(iter(self._statements)))
         return entry
 
     def _forget(self, sql: str) -> None:
@@ -158,11 +195,11 @@ class TursoReader:
 
 
 class _Rows:
-    """The little of a DB-API cursor the executor uses."""
+    """The little of a DB-API cursor the executor uses: a description and lazy rows."""
 
-    def __init__(self, description: _Description, rows: list[tuple[Any, ...]]) -> None:
+    def __init__(self, description: _Description, rows: Iterator[tuple[Any, ...]]) -> None:
         self.description = description
         self._rows = rows
 
-    def fetchall(self) -> list[tuple[Any, ...]]:
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
         return self._rows

@@ -82,6 +82,18 @@ class OriginUnavailable(HranaError):
         )
 
 
+class OutcomeUnknown(HranaError):
+    """The origin got the request (or may have) but its answer never came back."""
+
+    def __init__(self, origin: str, detail: str) -> None:
+        super().__init__(
+            f"the outcome is unknown: origin {origin} received the request but {detail}; "
+            "its statements may or may not have been applied, so check before retrying "
+            "a write",
+            "ORIGIN_OUTCOME_UNKNOWN",
+        )
+
+
 def error_result(exc: HranaError | ProtocolError) -> dict[str, Any]:
     """A failed request's entry in a pipeline's ``results``."""
     return {"type": "error", "error": {"message": exc.message, "code": exc.code}}

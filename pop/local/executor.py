@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pop.engines.base import ReadConnection
+from pop.engines.base import Cursor, ReadConnection
 from pop.hrana.errors import HranaError, clean_message, code_from_message
 from pop.hrana.messages import AndCond, Batch, BatchCond, ErrorCond, NotCond, OkCond, OrCond, Stmt
 from pop.hrana.values import encode_value
@@ -19,6 +19,9 @@ StepRunner = Callable[[Stmt], dict[str, Any]]
 class LocalExecutor:
     """Runs statements on a read connection and shapes their results as Hrana does."""
 
+    def __init__(self, max_result_bytes: int) -> None:
+        self._max_result_bytes = max_result_bytes
+
     def execute(self, conn: ReadConnection, stmt: Stmt, info: StatementInfo) -> dict[str, Any]:
         """Run ``stmt``, whose SQL (resolved, if it came by ``sql_id``) ``info`` describes."""
         sql = info.sql
@@ -26,8 +29,8 @@ class LocalExecutor:
         started = time.perf_counter()
         try:
             cursor = conn.execute(sql, args)
-            rows = cursor.fetchall() if stmt.want_rows else []
             description = cursor.description or ()
+            rows = self._encoded_rows(cursor, keep=stmt.want_rows)
         except HranaError:
             raise
         except Exception as exc:  # the engines raise DB-API errors without codes
@@ -39,7 +42,7 @@ class LocalExecutor:
                 {"name": col[0], "decltype": _decltype(columns, index, col[0])}
                 for index, col in enumerate(description)
             ],
-            "rows": [[encode_value(value) for value in row] for row in rows],
+            "rows": rows,
             "affected_row_count": 0,
             "last_insert_rowid": None,
             "replication_index": None,
@@ -47,6 +50,25 @@ class LocalExecutor:
             "rows_written": 0,
             "query_duration_ms": round(elapsed_ms, 3),
         }
+
+    def _encoded_rows(self, cursor: Cursor, *, keep: bool) -> list[list[dict[str, Any]]]:
+        """Every row (stepped even when not kept), refused past the result size limit."""
+        rows: list[list[dict[str, Any]]] = []
+        size = 0
+        limit = self._max_result_bytes
+        for row in cursor:
+            if not keep:
+                continue
+            encoded = [encode_value(value) for value in row]
+            size += sum(_value_size(value) for value in row)
+            if size > limit:
+                raise HranaError(
+                    f"the result is larger than the limit of {limit} bytes "
+                    "(MAX_RESULT_BYTES); select fewer rows or columns, or page with LIMIT",
+                    "RESPONSE_TOO_LARGE",
+                )
+            rows.append(encoded)
+        return rows
 
     def run_script(self, conn: ReadConnection, infos: list[StatementInfo]) -> None:
         """A Hrana ``sequence``: run each statement, stop at the first error."""
@@ -97,6 +119,15 @@ def engine_error(exc: Exception) -> HranaError:
     if not isinstance(code, str):
         code = code_from_message(message)
     return HranaError(clean_message(message), code)
+
+
+def _value_size(value: object) -> int:
+    """Roughly the bytes a value takes in the answer (JSON framing included)."""
+    if isinstance(value, bytes):
+        return len(value) * 4 // 3 + 32  # sent as base64
+    if isinstance(value, str):
+        return len(value) + 32
+    return 40
 
 
 def _decltype(columns: tuple[Column, ...], index: int, name: str) -> str | None:

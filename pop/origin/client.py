@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import orjson
 
-from pop.hrana.errors import HranaError, OriginUnavailable
+from pop.hrana.errors import HranaError, OriginUnavailable, OutcomeUnknown
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,12 @@ class OriginClient:
             response = await self._http.post(
                 path, content=body, headers={"content-type": "application/json"}
             )
-        except httpx.HTTPError as exc:
+        except _NOT_SENT as exc:
             raise OriginUnavailable(self.base_url, _describe_transport(exc)) from None
+        except httpx.HTTPError as exc:
+            # The request may have reached the origin and run: saying "unavailable" would
+            # invite a retry that applies a write twice.
+            raise OutcomeUnknown(self.base_url, _describe_transport(exc)) from None
         if response.status_code != 200:
             raise _status_error(self.base_url, response)
         try:
@@ -109,6 +113,10 @@ class OriginClient:
         await self._http.aclose()
 
 
+# Failures that prove the request never reached the origin.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
 def _status_error(origin: str, response: httpx.Response) -> HranaError:
     if response.status_code in (401, 403):
         return OriginUnavailable(
@@ -127,8 +135,10 @@ def _status_error(origin: str, response: httpx.Response) -> HranaError:
 
 
 def _describe_transport(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return "no connection could be made in time"
     if isinstance(exc, httpx.TimeoutException):
-        return "it did not answer in time"
+        return "it did not answer in time (ORIGIN_TIMEOUT)"
     if isinstance(exc, httpx.ConnectError):
         return "connection refused or host unreachable"
     return f"{type(exc).__name__}"

@@ -39,6 +39,7 @@ _QUERY_PRAGMAS_WITH_ARGUMENT = frozenset(
 )
 _COMMENT = re.compile(r"--[^\n]*|/\*.*?(\*/|$)", re.DOTALL)
 _CACHE_SIZE = 4096
+_CACHED_SQL_MAX_CHARS = 16 * 1024
 
 
 class Kind(enum.Enum):
@@ -152,9 +153,10 @@ class SqlInspector:
                 self._cache.move_to_end(sql)
                 return cached
             info = self._compile(sql)
-            self._cache[sql] = info
-            if len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
+            if len(sql) <= _CACHED_SQL_MAX_CHARS:  # big one-off texts would pile up
+                self._cache[sql] = info
+                if len(self._cache) > _CACHE_SIZE:
+                    self._cache.popitem(last=False)
             return info
 
     def split(self, sql: str) -> list[str]:

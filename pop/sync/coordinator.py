@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,19 +33,28 @@ class SyncOutcome:
 
 class SyncCoordinator:
     def __init__(
-        self, engine: ReplicaEngine, on_done: Callable[[SyncOutcome], None] | None = None
+        self,
+        engine: ReplicaEngine,
+        on_done: Callable[[SyncOutcome], Awaitable[None]] | None = None,
+        timeout: float = 30.0,
     ) -> None:
         self._engine = engine
         self._on_done = on_done
+        self._timeout = timeout
+        # A pull that overran its timeout keeps its thread (threads cannot be stopped);
+        # no other pull starts until it ends, and ``pull_age`` tells /health about it.
+        self._overrun: asyncio.Future[SyncResult] | None = None
+        self._pull_started: float | None = None
         self._running: asyncio.Task[None] | None = None
         self._current: asyncio.Future[SyncOutcome] | None = None
         self._next: asyncio.Future[SyncOutcome] | None = None
         self._next_trigger: Trigger = "api"
         self.last_success: float | None = None  # time.time() of the last good sync
 
-    @property
-    def running(self) -> bool:
-        return self._running is not None
+    def pull_age(self) -> float:
+        """Seconds the engine's current pull has been running (0 when none runs)."""
+        started = self._pull_started
+        return time.monotonic() - started if started is not None else 0.0
 
     async def request(self, trigger: Trigger) -> SyncOutcome:
         """Ask for a sync that starts no earlier than now; returns when it has finished."""
@@ -73,16 +82,24 @@ class SyncCoordinator:
 
     async def _sync_once(self, trigger: Trigger) -> SyncOutcome:
         started = time.perf_counter()
+        error: str | None = None
         try:
-            result: SyncResult = await asyncio.to_thread(self._engine.sync)
+            result = await self._pull()
+        except TimeoutError:
+            error = (
+                f"the sync did not finish within {self._timeout:g} s (SYNC_TIMEOUT); "
+                "the origin may be stalled"
+            )
         except Exception as exc:
+            error = str(exc) or type(exc).__name__
+        if error is not None:
             outcome = SyncOutcome(
                 trigger,
                 False,
                 False,
                 self._engine.position(),
                 time.perf_counter() - started,
-                error=str(exc) or type(exc).__name__,
+                error=error,
             )
         else:
             self.last_success = time.time()
@@ -102,5 +119,30 @@ class SyncCoordinator:
             },
         )
         if self._on_done is not None:
-            self._on_done(outcome)
+            try:
+                await self._on_done(outcome)
+            except Exception:
+                log.exception("handling a sync's outcome failed")
         return outcome
+
+    async def _pull(self) -> SyncResult:
+        """One engine pull that starts now, bounded by the timeout."""
+        if self._overrun is not None:
+            # Still the one before: a pull must start after the request that asked for it.
+            await asyncio.wait({self._overrun}, timeout=self._timeout)
+            if not self._overrun.done():
+                raise TimeoutError
+            self._overrun = None
+        self._pull_started = time.monotonic()
+        pull = asyncio.ensure_future(asyncio.to_thread(self._engine.sync))
+        pull.add_done_callback(self._pull_ended)
+        try:
+            return await asyncio.wait_for(asyncio.shield(pull), self._timeout)
+        except TimeoutError:
+            self._overrun = pull
+            raise
+
+    def _pull_ended(self, pull: asyncio.Future[SyncResult]) -> None:
+        self._pull_started = None
+        if not pull.cancelled():
+            pull.exception()  # retrieved, so an overrun pull's failure is not reported twice

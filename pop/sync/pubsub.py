@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 BACKOFF_START = 0.1
 BACKOFF_MAX = 10.0
+PING_INTERVAL = 2.0
+PING_TIMEOUT = 6.0
 
 
 class RedisFabric:
@@ -69,28 +71,53 @@ class RedisFabric:
 
     async def _subscribe_forever(self) -> None:
         backoff = BACKOFF_START
+        last_error: str | None = None
         while True:
-            client = aioredis.from_url(
-                self._url, socket_connect_timeout=2, health_check_interval=5, socket_keepalive=True
-            )
+            client = aioredis.from_url(self._url, socket_connect_timeout=2, socket_keepalive=True)
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
                     self._set_connected(True)
-                    backoff = BACKOFF_START
-                    async for item in pubsub.listen():
-                        if item.get("type") == "message":
-                            self._dispatch(item["data"])
+                    backoff, last_error = BACKOFF_START, None
+                    await self._listen(pubsub)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
-                if self.connected.is_set():
-                    log.warning("lost Redis; reconnecting", extra={"error": _describe(exc)})
+            except (RedisError, OSError, TimeoutError) as exc:
+                error = _describe(exc)
+                # Every new kind of failure is logged (a wrong password included), not
+                # only the loss of a working connection; repeats are not.
+                if self.connected.is_set() or error != last_error:
+                    log.warning(
+                        "Redis unavailable; pub/sub sync paused, interval sync continues",
+                        extra={"error": error, "retry_in_s": backoff},
+                    )
+                last_error = error
                 self._set_connected(False)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             finally:
                 await client.aclose()
+
+    async def _listen(self, pubsub: Any) -> None:
+        """Dispatch messages; a Redis that stops answering pings counts as lost.
+
+        A stalled server (or a dead network path) never closes the socket, so without
+        the pings the subscriber would wait forever while messages are lost.
+        """
+        loop = asyncio.get_running_loop()
+        heard = pinged = loop.time()
+        while True:
+            item = await pubsub.get_message(timeout=min(1.0, PING_INTERVAL))
+            now = loop.time()
+            if item is not None:
+                heard = now
+                if item.get("type") == "message":
+                    self._dispatch(item["data"])
+            if now - heard > PING_TIMEOUT:
+                raise TimeoutError(f"Redis did not answer a ping within {PING_TIMEOUT:g} s")
+            if now - pinged >= PING_INTERVAL:
+                pinged = now
+                await asyncio.wait_for(pubsub.ping(), PING_TIMEOUT)
 
     def _set_connected(self, connected: bool) -> None:
         self._metrics.redis_connected.set(1 if connected else 0)
