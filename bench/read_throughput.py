@@ -45,6 +45,13 @@ READ_SQL = "SELECT id, v FROM t WHERE id = ?"
 FORWARD_SQL = "UPDATE t SET v = v WHERE id = ? AND 0"  # compiles as a write, changes nothing
 ID_MARK = "__ID__"  # replaced by a random id in wrk's Lua script
 SAMPLE_ID = 42
+SERVER_CPU, LOAD_CPU = "0", "1"  # --per-core: the server under test, and wrk
+PER_CORE_CONNECTIONS = (1, 16, 64)
+PER_CORE_NOTE = (
+    f"\nPer core: each server under test pinned to CPU {SERVER_CPU} with `taskset`, "
+    f"`wrk -t1` pinned to CPU {LOAD_CPU}; the POP row is the whole POP process (its reader "
+    "threads share the one core).\n"
+)
 
 
 # -- what is measured --------------------------------------------------------------------
@@ -159,6 +166,8 @@ def _ms(text: str) -> float:
 
 def run_wrk(wrk: str, script: Path, url: str, args: argparse.Namespace, seconds: int) -> str:
     argv = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--latency"]
+    if args.per_core:
+        argv = ["taskset", "-c", LOAD_CPU, *argv]
     done = subprocess.run(
         [*argv, "-s", str(script), f"{url}/v2/pipeline"],
         capture_output=True,
@@ -302,10 +311,17 @@ def seed(origin: TursodbOrigin, rows: int) -> None:
     )
 
 
-def start_pop(origin_url: str, workdir: Path, region: str) -> PopProcess:
+def pinned(process: ManagedProcess, args: argparse.Namespace) -> ManagedProcess:
+    """With ``--per-core``, the server under test runs on SERVER_CPU only."""
+    if args.per_core:
+        process.argv = ["taskset", "-c", SERVER_CPU, *process.argv]
+    return process
+
+
+def start_pop(origin_url: str, workdir: Path, region: str, args: argparse.Namespace) -> PopProcess:
     # No interval sync during a run: only the syncs a request causes.
     pop = PopProcess(origin_url, workdir, region=region, extra_env={"TURSO_SYNC_INTERVAL": "3600"})
-    pop.start_and_wait()
+    pinned(pop, args).start_and_wait()
     return pop
 
 
@@ -368,10 +384,10 @@ def servers(args: argparse.Namespace, workdir: Path) -> Iterator[list[Target]]:
     with ExitStack() as stack:
         origin = TursodbOrigin(tursodb_binary(), workdir)
         stack.callback(origin.stop)
-        origin.start_and_wait()
+        pinned(origin, args).start_and_wait()
         seed(origin, args.rows)
 
-        pop = start_pop(origin.url, workdir, "near")
+        pop = start_pop(origin.url, workdir, "near", args)
         stack.callback(pop.stop)
         read = pipeline_body(READ_SQL, close=True)
         forward = pipeline_body(FORWARD_SQL, close=True)
@@ -383,7 +399,7 @@ def servers(args: argparse.Namespace, workdir: Path) -> Iterator[list[Target]]:
         argv = [sys.executable, __file__, "--serve-bare", str(port), str(body_file)]
         bare = ManagedProcess("bare ASGI", argv, workdir / "bare.log", os.environ, port)
         stack.callback(bare.stop)
-        bare.start_and_wait()  # polls /health
+        pinned(bare, args).start_and_wait()  # polls /health
 
         targets = [
             Target("a", "bare Starlette/uvicorn, fixed body", bare.url, read),
@@ -391,10 +407,12 @@ def servers(args: argparse.Namespace, workdir: Path) -> Iterator[list[Target]]:
             local,
             Target("d", "POP forward + sync (no-op write)", pop.url, forward, pop.token, pop),
         ]
-        if args.delay_ms > 0:
+        if args.per_core:
+            targets = targets[:3]  # the read path only: floor, tursodb, POP
+        elif args.delay_ms > 0:
             proxy = DelayProxy(origin.port, args.delay_ms / 1000)
             proxy.start()
-            far = start_pop(proxy.url, workdir, "far")
+            far = start_pop(proxy.url, workdir, "far", args)
             stack.callback(far.stop)
             rtt = f"{2 * args.delay_ms:g} ms RTT"
             targets += [
@@ -433,6 +451,25 @@ def machine(wrk: str) -> dict[str, str]:
 
 def ratio(value: float, base: float | None) -> str:
     return f"{value / base:.2f}" if base else "-"
+
+
+def per_core_table(results: list[Measurement], connections: int) -> str:
+    by_key = {m.target.key: m for m in results}
+    origin = by_key.get("b")
+    lines = [
+        f"### {connections} connection{'s' * (connections != 1)}",
+        "",
+        "| | what | req/s | p50 ms | p99 ms | req/s vs (b) | p99 vs (b) | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for m in results:
+        p99_ratio = f"{m.p99_ms / origin.p99_ms:.2f}" if origin and origin.p99_ms else "-"
+        lines.append(
+            f"| ({m.target.key}) | {m.target.label} | {m.rps:,.0f} | {m.p50_ms:.2f} | "
+            f"{m.p99_ms:.2f} | {ratio(m.rps, origin.rps if origin else None)} | {p99_ratio} | "
+            f"{m.http_errors + int(m.pop_counters.get('errors', 0))} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def report(results: list[Measurement], info: dict[str, str], args: argparse.Namespace) -> str:
@@ -491,11 +528,13 @@ def report(results: list[Measurement], info: dict[str, str], args: argparse.Name
         f"{cores} cores**: the absolute numbers are lower than with a separate load generator; "
         "compare the ratios.",
         "",
-        "| machine | |",
-        "| --- | --- |",
-        *(f"| {key} | {value} |" for key, value in info.items()),
+        *machine_table(info),
     ]
     return "\n".join(lines) + "\n"
+
+
+def machine_table(info: dict[str, str]) -> list[str]:
+    return ["| machine | |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in info.items())]
 
 
 def parse_args() -> argparse.Namespace:
@@ -514,10 +553,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="one round of 3 s runs, results not recorded"
     )
+    parser.add_argument(
+        "--per-core",
+        action="store_true",
+        help=f"servers pinned to CPU {SERVER_CPU}, wrk -t1 to CPU {LOAD_CPU}; "
+        "rows (a)-(c) at 1, 16 and 64 connections",
+    )
     parser.add_argument("--serve-bare", nargs=2, metavar=("PORT", "BODY_FILE"), help="internal")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup, args.rounds = 3, 1, 1
+    if args.per_core:
+        args.threads = 1
     return args
 
 
@@ -528,25 +575,35 @@ def main() -> int:
         return 0
     wrk = ensure_wrk()
     info = machine(wrk)
-    runs: dict[str, list[Measurement]] = {}
+    connections = PER_CORE_CONNECTIONS if args.per_core else (args.connections,)
+    sections: list[str] = []
     with (
         tempfile.TemporaryDirectory(prefix="edge-pop-bench-") as tmp,
         servers(args, Path(tmp)) as targets,
     ):
-        for round_ in range(1, args.rounds + 1):
-            for target in targets:
-                print(
-                    f"round {round_}/{args.rounds}: ({target.key}) {target.label}", file=sys.stderr
-                )
-                runs.setdefault(target.key, []).append(measure(wrk, target, args, Path(tmp)))
-    results = [median_run(target_runs) for target_runs in runs.values()]
+        for count in connections:
+            args.connections = count
+            runs: dict[str, list[Measurement]] = {}
+            for round_ in range(1, args.rounds + 1):
+                for target in targets:
+                    print(
+                        f"-c{count} round {round_}/{args.rounds}: ({target.key}) {target.label}",
+                        file=sys.stderr,
+                    )
+                    runs.setdefault(target.key, []).append(measure(wrk, target, args, Path(tmp)))
+            results = [median_run(target_runs) for target_runs in runs.values()]
+            sections.append(per_core_table(results, count) if args.per_core else "")
     info["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    text = report(results, info, args)
+    if args.per_core:
+        text = "\n".join([*sections, PER_CORE_NOTE, *machine_table(info)]) + "\n"
+    else:
+        text = report(results, info, args)
     print(text)
     if not args.quick:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        out = RESULTS / f"read_throughput-{dt.date.today().isoformat()}.md"
-        out.write_text(f"# Read throughput, {info['date']}\n\n{text}")
+        kind = "read_per_core" if args.per_core else "read_throughput"
+        out = RESULTS / f"{kind}-{dt.date.today().isoformat()}.md"
+        out.write_text(f"# Read throughput{' per core' * args.per_core}, {info['date']}\n\n{text}")
         print(f"recorded in {out.relative_to(REPO)}", file=sys.stderr)
     return 0
 
