@@ -7,7 +7,6 @@ for Kubernetes and Prometheus.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
 import time
@@ -230,19 +229,17 @@ async def _cancelled_on_disconnect(
     that the stream's view of the origin stays true. Call only once the body is read:
     from then on ``receive`` only reports a disconnect.
     """
-    cancellation = Cancellation()
 
-    async def watch() -> None:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            cancellation.cancel()
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
 
+    cancellation = Cancellation(disconnected)
     token = current_cancellation.set(cancellation)
-    watcher = asyncio.ensure_future(watch())
     try:
         return await work
     finally:
-        watcher.cancel()
+        cancellation.close()
         current_cancellation.reset(token)
 
 
