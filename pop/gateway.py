@@ -42,6 +42,7 @@ from pop.hrana.messages import (
 from pop.origin.client import OriginClient
 from pop.origin.forward import Forwarder
 from pop.sql.inspector import Kind, SchemaObject, SqlInspector, StatementInfo
+from pop.sql.script import split_script
 from pop.streams import Stream, StreamRegistry
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,9 @@ class StreamGateway:
             self._track(stream, [self.inspector.inspect(sql) for sql in sqls], ran)
             return {"type": "batch", "result": outcome}
         if isinstance(request, SequenceReq):
-            statements = self.inspector.split(stream.resolve_sql(request.sql, request.sql_id))
-            await self.forwarder.sequence(stream, statements)
+            script = stream.resolve_sql(request.sql, request.sql_id)
+            statements = split_script(script)
+            await self.forwarder.sequence(stream, script, statements)
             self._track(
                 stream, [self.inspector.inspect(s) for s in statements], [True] * len(statements)
             )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pop.engines.base import ReadConnection
-from pop.hrana.errors import HranaError
+from pop.hrana.errors import HranaError, OriginUnavailable
 from pop.hrana.messages import (
     BatchReq,
     CloseSqlReq,
@@ -33,6 +33,7 @@ from pop.local.runner import LocalRunner
 from pop.origin.client import Dialect
 from pop.origin.forward import Forwarder
 from pop.sql.inspector import Kind, SqlInspector, StatementInfo
+from pop.sql.script import split_script
 from pop.streams import Stream
 
 log = logging.getLogger(__name__)
@@ -116,13 +117,16 @@ class Router:
             )
             return Handled({"type": "batch", "result": result}, Route.ORIGIN)
         if isinstance(request, SequenceReq):
-            statements = self._inspector.split(stream.resolve_sql(request.sql, request.sql_id))
+            script = stream.resolve_sql(request.sql, request.sql_id)
+            statements = split_script(script)
             infos = [self._inspector.inspect(sql) for sql in statements]
             if self._choose(stream, infos, _LOCAL_IN_BATCH) is Route.LOCAL:
                 await self._locally(stream, lambda conn: self._executor.run_script(conn, infos))
                 return Handled({"type": "sequence"}, Route.LOCAL)
             await self._check_origin_can_hold(stream, infos, whole=True)
-            await self._at_origin(stream, infos, self._forwarder.sequence(stream, statements))
+            await self._at_origin(
+                stream, infos, self._forwarder.sequence(stream, script, statements)
+            )
             return Handled({"type": "sequence"}, Route.ORIGIN)
         if isinstance(request, DescribeReq):
             return await self._describe(stream, stream.resolve_sql(request.sql, request.sql_id))
@@ -196,9 +200,13 @@ class Router:
     ) -> Any:
         started = time.perf_counter()
         outcome = "error"
+        reached_origin = True
         try:
             result = await call
             outcome = "ok"
+        except OriginUnavailable:
+            reached_origin = False
+            raise
         finally:
             log.info(
                 "forwarded to origin",
@@ -218,9 +226,12 @@ class Router:
                     stream.origin_in_transaction = dialect not in (None, Dialect.BASIC)
                 elif info.kind is Kind.END_TRANSACTION:
                     stream.origin_in_transaction = False
-        if not stream.origin_in_transaction and any(not info.is_read for info in infos):
-            # Read-your-writes: the replica catches up before the client hears back.
-            await self._after_origin_write()
+            writes = any(not info.is_read for info in infos)
+            if reached_origin and writes and not stream.origin_in_transaction:
+                # Read-your-writes: the replica catches up before the client hears back,
+                # after an error too, since a sequence that failed midway applied the
+                # statements before its error.
+                await self._after_origin_write()
         return result
 
     async def _describe(self, stream: Stream, sql: str) -> Handled:

@@ -79,3 +79,28 @@ def test_interactive_write_transaction_is_refused_clearly_by_a_streamless_origin
     assert origin.execute("SELECT count(*) FROM kv WHERE k LIKE 'streamless-%'")["rows"] == [
         [{"type": "integer", "value": "0"}]
     ]
+
+
+def test_execute_multiple_as_the_clients_own_tests_run_it(
+    node_client: NodeClient, pop: PopProcess, origin: TursodbOrigin
+) -> None:
+    """Once, DROP/CREATE/INSERT in one script was acknowledged and the INSERT never ran."""
+    result = node_client("executeMultiple", pop, "js")
+    assert result["multiple"] == "15"
+    assert result["errorStops"] != "no error"
+    assert result["afterErrorStops"] == "7"
+    assert result["manualTransaction"] == "31"
+    assert result["errorRollsBack"] != "no error"
+    assert result["afterRollback"] == "0"
+    at_origin = origin.execute("SELECT SUM(a) FROM em_js")["rows"]
+    assert at_origin == [[{"type": "integer", "value": "0"}]]
+
+
+def test_constraint_ddl_and_batch_constraint_errors(
+    node_client: NodeClient, pop: PopProcess
+) -> None:
+    """CREATE TABLE ... UNIQUE once answered INTERNAL (a classifier library fault)."""
+    result = node_client("constraintDdl", pop, "js")
+    assert result["primaryKey"]["code"] == "SQLITE_CONSTRAINT_PRIMARYKEY", result
+    assert result["unique"]["code"] == "SQLITE_CONSTRAINT_UNIQUE", result
+    assert result["count"] == "1"  # both failing batches were rolled back whole

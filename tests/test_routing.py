@@ -7,6 +7,7 @@ import pytest
 
 from pop.localrun import PopProcess, TursodbOrigin
 from pop.sql.inspector import Kind, SchemaObject, SqlInspector
+from pop.sql.script import split_script
 from tests.helpers import execute, ok_result, pipeline, rows
 
 
@@ -26,15 +27,24 @@ def inspector() -> SqlInspector:
     ("sql", "kind"),
     [
         ("SELECT * FROM t", Kind.READ),
+        ("SELECT * FROM t WHERE id = ? AND v = :v", Kind.READ),
         ("/* INSERT */ SELECT 'DELETE FROM t' -- UPDATE", Kind.READ),
         ("WITH x AS (SELECT 1) INSERT INTO t (v) SELECT * FROM x", Kind.WRITE),
         ("WITH x AS (SELECT 1) SELECT * FROM x", Kind.READ),
         ("REPLACE INTO t VALUES (1, 'a')", Kind.WRITE),
         ("  -- leading comment\n  delete from t", Kind.WRITE),
-        ("PRAGMA user_version = 3", Kind.WRITE),
+        # Pragmas that set something are never compiled here (some act while compiled).
+        ("PRAGMA user_version = 3", Kind.UNKNOWN),
+        ("PRAGMA hard_heap_limit=1", Kind.UNKNOWN),
+        ("EXPLAIN PRAGMA query_only=0", Kind.UNKNOWN),
+        ("/* x */ PRAGMA main.cache_size(-1)", Kind.UNKNOWN),
+        ("PRAGMA main.table_info(t)", Kind.READ),
+        ("SELECT * FROM pragma_table_info('t')", Kind.READ),
+        ("CREATE TABLE IF NOT EXISTS u (a UNIQUE)", Kind.WRITE),
+        ("CREATE TABLE w (a PRIMARY KEY, b UNIQUE, c REFERENCES t (id))", Kind.WRITE),
         ("PRAGMA user_version", Kind.READ),
         ("PRAGMA table_info(t)", Kind.READ),
-        ("PRAGMA foreign_keys = ON", Kind.WRITE),
+        ("PRAGMA foreign_keys = ON", Kind.UNKNOWN),
         ("CREATE TABLE u (a)", Kind.WRITE),
         ("CREATE TEMP TABLE u (a)", Kind.WRITE),
         ("ATTACH 'x.db' AS x", Kind.WRITE),
@@ -58,16 +68,30 @@ def test_classification(inspector: SqlInspector, sql: str, kind: Kind) -> None:
     assert inspector.inspect(sql).kind is kind
 
 
-def test_split_respects_strings_comments_and_triggers(inspector: SqlInspector) -> None:
+def test_split_respects_strings_comments_and_triggers() -> None:
     script = (
         "INSERT INTO t (v) VALUES ('a;b'); -- c;d\n"
         "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET v = 'x;y'; END;"
-        "SELECT 1 /* ; */;"
+        'SELECT 1 /* ; */, "we;ird", [br;acket], `back;tick`;'
     )
-    parts = inspector.split(script)
-    assert len(parts) == 3
-    assert parts[0] == "INSERT INTO t (v) VALUES ('a;b');"
-    assert parts[1].endswith("END;")
+    parts = split_script(script)
+    assert len(parts) == 3, parts
+    assert parts[0] == "INSERT INTO t (v) VALUES ('a;b')"
+    assert parts[1].endswith("END")
+    assert parts[2].startswith("-- c;d") or parts[2].startswith("SELECT 1")
+
+
+def test_split_does_not_depend_on_the_schema() -> None:
+    # With "t" in a replica's schema, CREATE TABLE t cannot compile there; the
+    # split must not care (once, the INSERT below was lost).
+    script = "DROP TABLE IF EXISTS t; CREATE TABLE t (a); INSERT INTO t VALUES (1), (2), (4), (8);"
+    assert split_script(script) == [
+        "DROP TABLE IF EXISTS t",
+        "CREATE TABLE t (a)",
+        "INSERT INTO t VALUES (1), (2), (4), (8)",
+    ]
+    assert split_script("  ; -- only a comment\n ;") == []
+    assert split_script("SELECT 'unterminated; still one") == ["SELECT 'unterminated; still one"]
 
 
 def test_schema_change_is_seen(inspector: SqlInspector) -> None:

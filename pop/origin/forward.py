@@ -55,17 +55,37 @@ class Forwarder:
             return self._normalized_batch(dict(result["result"]))
         return await self._basic_batch(resolved)
 
-    async def sequence(self, stream: Stream, statements: list[str]) -> None:
+    async def sequence(self, stream: Stream, script: str, statements: list[str]) -> None:
+        """Run ``script`` (split into ``statements``) at the origin, up to its first error."""
         if await self.client.keeps_streams():
-            await self._on_stream(stream, {"type": "sequence", "sql": ";\n".join(statements)})
+            # The origin gets the script as the client wrote it and splits it itself.
+            await self._on_stream(stream, {"type": "sequence", "sql": script})
             return
         steps = [
             {"stmt": {"sql": sql}, **({"condition": {"type": "ok", "step": i - 1}} if i else {})}
             for i, sql in enumerate(statements)
         ]
+        begins = [
+            i
+            for i, sql in enumerate(statements)
+            if self._inspector.inspect(sql).kind
+            in (Kind.BEGIN_DEFERRED, Kind.BEGIN_WRITE, Kind.BEGIN_READ)
+        ]
+        if begins:
+            # On an origin without streams nothing may stay open after this request: a
+            # script that failed after its own BEGIN is rolled back, as closing its
+            # stream would do on a server that keeps streams.
+            failed_inside = {
+                "type": "and",
+                "conds": [
+                    {"type": "ok", "step": begins[-1]},
+                    {"type": "not", "cond": {"type": "ok", "step": len(steps) - 1}},
+                ],
+            }
+            steps.append({"stmt": {"sql": "ROLLBACK"}, "condition": failed_inside})
         batch = Batch.model_validate({"steps": steps})
         outcome = await self._basic_batch([(step, step.stmt.sql or "") for step in batch.steps])
-        for error in outcome["step_errors"]:
+        for error in outcome["step_errors"][: len(statements)]:
             if error is not None:
                 raise HranaError(error["message"], error["code"])
 

@@ -1,18 +1,26 @@
 """Classify statements with SQLite's own compiler, not with keyword guesses.
 
 The inspector keeps an in-memory SQLite database holding the replica's schema (no rows)
-and compiles each statement there without running it (``apsw.ext.query_info``). SQLite
-then tells whether the statement is read-only (``sqlite3_stmt_readonly``), what it does
-(authorizer actions: BEGIN, PRAGMA with a value, ATTACH ...), its parameters and its
-result columns with their declared types. A statement SQLite cannot compile here (a table
-that reached the origin but not yet this replica, a libSQL-only function) is *unknown* and
-is sent to the origin, which has the final word.
+and compiles each statement there without running it (prepared under an exec tracer that
+stops it before its first step). SQLite then tells whether the statement is read-only
+(``sqlite3_stmt_readonly``), what it does (authorizer actions: BEGIN, PRAGMA with a value,
+ATTACH ...), its parameters and its result columns with their declared types. A statement
+SQLite cannot compile here (a table that reached the origin but not yet this replica, a
+libSQL-only function), or that the inspector fails on for any reason, is *unknown* and is
+sent to the origin, which has the final word.
+
+PRAGMA statements are the exception: SQLite applies many of them while *compiling*
+(``PRAGMA hard_heap_limit=1`` changes the whole process; ``EXPLAIN PRAGMA query_only=0``
+flips a connection flag), so only side-effect-free introspection pragmas are ever
+compiled here, and every other PRAGMA goes to the origin uncompiled. The ``pragma_*``
+table-valued functions need no such care: SQLite lets them only read.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -20,7 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import apsw
-import apsw.ext
+
+from pop.sql.script import strip_comments
 
 # PRAGMAs whose argument names a thing to look at, not a value to set.
 _QUERY_PRAGMAS_WITH_ARGUMENT = frozenset(
@@ -37,7 +46,36 @@ _QUERY_PRAGMAS_WITH_ARGUMENT = frozenset(
         "quick_check",
     }
 )
-_COMMENT = re.compile(r"--[^\n]*|/\*.*?(\*/|$)", re.DOTALL)
+# PRAGMAs that only report, with no side effect when compiled or run, and no argument.
+_QUERY_PRAGMAS_PLAIN = frozenset(
+    {
+        "application_id",
+        "collation_list",
+        "compile_options",
+        "data_version",
+        "database_list",
+        "encoding",
+        "foreign_key_check",
+        "foreign_keys",
+        "freelist_count",
+        "function_list",
+        "integrity_check",
+        "module_list",
+        "page_count",
+        "page_size",
+        "pragma_list",
+        "quick_check",
+        "schema_version",
+        "table_list",
+        "user_version",
+    }
+)
+_PRAGMA = re.compile(
+    r"\s*(?:EXPLAIN\s+(?:QUERY\s+PLAN\s+)?)?PRAGMA\s+"
+    r"(?:(?:\w+|\"[^\"]*\"|`[^`]*`|\[[^\]]*\])\s*\.\s*)?(\w+)\s*([=(]?)",
+    re.IGNORECASE,
+)
+log = logging.getLogger(__name__)
 _CACHE_SIZE = 4096
 _CACHED_SQL_MAX_CHARS = 16 * 1024
 
@@ -159,57 +197,110 @@ class SqlInspector:
                     self._cache.popitem(last=False)
             return info
 
-    def split(self, sql: str) -> list[str]:
-        """Split a script into its statements, the way SQLite's parser sees them."""
-        statements: list[str] = []
-        rest: str | None = sql
-        with self._lock:
-            while rest and rest.strip():
-                try:
-                    details = apsw.ext.query_info(self._db, rest)
-                except apsw.Error:
-                    # Cannot parse the rest here; the origin gets it as one piece.
-                    statements.append(rest.strip())
-                    break
-                remaining = details.query_remaining
-                first = rest[: len(rest) - len(remaining)] if remaining else rest
-                if _strip_comments(first).strip(" \t\r\n;"):
-                    statements.append(first.strip())
-                rest = remaining
-        return statements
-
     def _compile(self, sql: str) -> StatementInfo:
+        unsafe = _pragma_not_to_compile(sql)
+        if unsafe is not None:
+            return StatementInfo(sql=sql, kind=Kind.UNKNOWN, error=unsafe)
         try:
-            details = apsw.ext.query_info(self._db, sql, actions=True)
+            return self._prepare(sql)
         except apsw.Error as exc:
             return StatementInfo(sql=sql, kind=Kind.UNKNOWN, error=str(exc))
-        if details.query_remaining and _strip_comments(details.query_remaining).strip(" \t\r\n;"):
+        except Exception as exc:
+            # A fault of the inspector, not of the statement: the origin decides.
+            log.warning(
+                "could not classify a statement; sending it to the origin",
+                extra={"error": f"{type(exc).__name__}: {exc}"},
+            )
+            return StatementInfo(sql=sql, kind=Kind.UNKNOWN, error=f"not classified: {exc}")
+
+    def _prepare(self, sql: str) -> StatementInfo:
+        """Compile ``sql`` without running it; what SQLite says of it."""
+        actions: list[tuple[int, str | None, str | None]] = []
+        compiled: list[_Compiled] = []
+
+        def authorize(code: int, third: str | None, fourth: str | None, *_: object) -> int:
+            actions.append((code, third, fourth))
+            return apsw.SQLITE_OK
+
+        def stop_before_running(cursor: apsw.Cursor, first: str, _: object) -> bool:
+            compiled.append(
+                _Compiled(
+                    first=first,
+                    readonly=bool(cursor.is_readonly),
+                    explain=bool(cursor.is_explain),
+                    params=cursor.bindings_count,
+                    names=tuple(cursor.bindings_names),
+                    columns=tuple(
+                        Column(name=col[0], decltype=col[1]) for col in cursor.description_full
+                    ),
+                )
+            )
+            return False
+
+        cursor = self._db.cursor()
+        cursor.exec_trace = stop_before_running
+        self._db.authorizer = authorize
+        try:
+            # apsw's "no bindings given yet" marker: parameters are counted, not checked.
+            cursor.execute(sql, apsw._null_bindings, can_cache=False)  # type: ignore[attr-defined]
+        except apsw.ExecTraceAbort:
+            pass
+        finally:
+            self._db.authorizer = None
+        if not compiled:  # only comments or empty
+            return StatementInfo(sql=sql, kind=Kind.UNKNOWN, error="no statement")
+        seen = compiled[0]
+        rest = sql[len(seen.first) :]
+        if strip_comments(rest).strip(" \t\r\n;"):
             return StatementInfo(sql=sql, kind=Kind.UNKNOWN, error="more than one statement")
-        actions = details.actions or []
-        kind = Kind.READ if details.is_readonly else Kind.WRITE
-        for action in actions:
-            name = action.action_name
-            if name == "SQLITE_TRANSACTION":
-                kind = _transaction_kind(action.operation or "", sql, bool(details.is_readonly))
-            elif name == "SQLITE_SAVEPOINT":
+        readonly = seen.readonly
+        kind = Kind.READ if readonly else Kind.WRITE
+        for code, third, fourth in actions:
+            if code == apsw.SQLITE_TRANSACTION:
+                kind = _transaction_kind(third or "", sql, readonly)
+            elif code == apsw.SQLITE_SAVEPOINT:
                 kind = Kind.SAVEPOINT
-            elif name in ("SQLITE_ATTACH", "SQLITE_DETACH"):
+            elif code in (apsw.SQLITE_ATTACH, apsw.SQLITE_DETACH):
                 kind = Kind.WRITE
-            elif name == "SQLITE_PRAGMA" and _sets_pragma(action.pragma_name, action.pragma_value):
+            elif code == apsw.SQLITE_PRAGMA and _sets_pragma(third, fourth):
                 # Setting a pragma changes the database or the connection: either way not
                 # something a shared read-only replica connection may take.
                 kind = Kind.WRITE
-        if details.is_explain:
+        if seen.explain:
             kind = Kind.READ  # EXPLAIN shows a program without running it
-        description = details.description_full or ()
         return StatementInfo(
             sql=sql,
             kind=kind,
-            param_count=details.bindings_count,
-            param_names=tuple(details.bindings_names),
-            columns=tuple(Column(name=col[0], decltype=col[1]) for col in description),
-            is_explain=bool(details.is_explain),
+            param_count=seen.params,
+            param_names=seen.names,
+            columns=seen.columns,
+            is_explain=seen.explain,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """What SQLite reported of a compiled statement."""
+
+    first: str  # the text of the first statement
+    readonly: bool
+    explain: bool
+    params: int
+    names: tuple[str | None, ...]
+    columns: tuple[Column, ...]
+
+
+def _pragma_not_to_compile(sql: str) -> str | None:
+    """Why a PRAGMA statement must not be compiled here, or None if it may be."""
+    match = _PRAGMA.match(strip_comments(sql))
+    if match is None:
+        return None
+    name, value = match.group(1).lower(), match.group(2)
+    if value == "(" and name in _QUERY_PRAGMAS_WITH_ARGUMENT:
+        return None
+    if not value and name in _QUERY_PRAGMAS_PLAIN:
+        return None
+    return f"PRAGMA {name} may change state as it is compiled; it runs at the origin"
 
 
 def _transaction_kind(operation: str, sql: str, is_readonly: bool) -> Kind:
@@ -219,7 +310,7 @@ def _transaction_kind(operation: str, sql: str, is_readonly: bool) -> Kind:
         return Kind.BEGIN_WRITE  # IMMEDIATE or EXCLUSIVE: SQLite marks those as writing
     # SQLite parses "BEGIN TRANSACTION READONLY" as a transaction *named* READONLY; the
     # name is all that carries libSQL's read-only meaning, so it is read from the tokens.
-    tokens = _strip_comments(sql).replace(";", " ").split()
+    tokens = strip_comments(sql).replace(";", " ").split()
     if tokens and tokens[-1].upper() == "READONLY":
         return Kind.BEGIN_READ
     return Kind.BEGIN_DEFERRED
@@ -227,7 +318,3 @@ def _transaction_kind(operation: str, sql: str, is_readonly: bool) -> Kind:
 
 def _sets_pragma(name: str | None, value: str | None) -> bool:
     return value is not None and (name or "").lower() not in _QUERY_PRAGMAS_WITH_ARGUMENT
-
-
-def _strip_comments(sql: str) -> str:
-    return _COMMENT.sub(" ", sql)

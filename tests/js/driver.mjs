@@ -125,6 +125,49 @@ const scenarios = {
     }
     return { iterations: n, misses };
   },
+  // @libsql/client's own executeMultiple() tests, on a table of this scenario's own.
+  async executeMultiple() {
+    const t = `em_${arg}`;
+    const sum = async () => String((await client.execute(`SELECT SUM(a) FROM ${t}`)).rows[0][0]);
+    const failed = async (sql) => {
+      try {
+        await client.executeMultiple(sql);
+        return "no error";
+      } catch (e) {
+        return errorOf(e);
+      }
+    };
+    const out = {};
+    await client.execute(`CREATE TABLE IF NOT EXISTS ${t} (a)`);
+    await client.execute(`INSERT INTO ${t} VALUES (100)`);
+    await client.executeMultiple(`DROP TABLE IF EXISTS ${t}; CREATE TABLE ${t} (a); INSERT INTO ${t} VALUES (1), (2), (4), (8);`);
+    out.multiple = await sum();
+    out.errorStops = await failed(`DROP TABLE IF EXISTS ${t}; CREATE TABLE ${t} (a); INSERT INTO ${t} VALUES (1), (2), (4); INSERT INTO ${t} VALUES (foo()); INSERT INTO ${t} VALUES (8), (16);`);
+    out.afterErrorStops = await sum();
+    await client.executeMultiple(`DROP TABLE IF EXISTS ${t}; CREATE TABLE ${t} (a); BEGIN; INSERT INTO ${t} VALUES (1), (2), (4); INSERT INTO ${t} VALUES (8), (16); COMMIT;`);
+    out.manualTransaction = await sum();
+    out.errorRollsBack = await failed(`DROP TABLE IF EXISTS ${t}; CREATE TABLE ${t} (a); INSERT INTO ${t} VALUES (0); BEGIN; INSERT INTO ${t} VALUES (1), (2), (4); INSERT INTO ${t} VALUES (foo()); INSERT INTO ${t} VALUES (8), (16); COMMIT;`);
+    out.afterRollback = await sum();
+    return out;
+  },
+  // DDL with constraints, then constraint errors inside batch(..., "write").
+  async constraintDdl() {
+    const t = `cd_${arg}`;
+    const out = {};
+    await client.execute(`CREATE TABLE IF NOT EXISTS ${t} (id INTEGER PRIMARY KEY, a UNIQUE)`);
+    await client.execute(`CREATE TABLE IF NOT EXISTS ${t} (id INTEGER PRIMARY KEY, a UNIQUE)`);
+    await client.execute(`INSERT INTO ${t} (id, a) VALUES (1, 'x')`);
+    for (const [name, sql] of [["primaryKey", `INSERT INTO ${t} (id, a) VALUES (1, 'y')`], ["unique", `INSERT INTO ${t} (id, a) VALUES (2, 'x')`]]) {
+      try {
+        await client.batch([`INSERT INTO ${t} (id, a) VALUES (10, 'ten')`, sql], "write");
+        out[name] = "no error";
+      } catch (e) {
+        out[name] = errorOf(e);
+      }
+    }
+    out.count = String((await client.execute(`SELECT count(*) FROM ${t}`)).rows[0][0]);
+    return out;
+  },
   async executeRead() {
     return plainRows(await client.execute(arg));
   },

@@ -1,0 +1,55 @@
+"""SQL text as SQLite's tokenizer sees it: statements of a script, leading keywords.
+
+Splitting a script must never depend on a schema: a script's own first statements may
+create or drop what its later ones use, so compiling ahead against the replica's schema
+can misjudge where a statement ends (that once sent "CREATE TABLE t (a); INSERT ..." to
+the origin as one string, and the INSERT never ran). Statement ends are found by tokens:
+a ``;`` outside literals, identifiers and comments ends a statement when
+``sqlite3_complete`` agrees, which keeps a trigger's ``BEGIN ... END`` body whole.
+"""
+
+from __future__ import annotations
+
+import re
+
+import apsw
+
+# Tokens that may hold a ';' that ends nothing, and the ';' itself. An unterminated
+# literal or comment matches none of the quoted forms, so its ';' are tested, and
+# sqlite3_complete refuses them.
+_TOKENS = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\]|--[^\n]*|/\*.*?\*/|;""",
+    re.DOTALL,
+)
+_COMMENT = re.compile(r"--[^\n]*|/\*.*?(?:\*/|$)", re.DOTALL)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z_0-9$]*")
+
+
+def split_script(sql: str) -> list[str]:
+    """The statements of ``sql``, each without its final ``;``; empty ones dropped."""
+    statements: list[str] = []
+    start = 0
+    for token in _TOKENS.finditer(sql):
+        if token.group() != ";":
+            continue
+        end = token.end()
+        if apsw.complete(sql[start:end]):
+            _keep(statements, sql[start : end - 1])
+            start = end
+    _keep(statements, sql[start:])
+    return statements
+
+
+def _keep(statements: list[str], piece: str) -> None:
+    if strip_comments(piece).strip(" \t\r\n\f;"):
+        statements.append(piece.strip())
+
+
+def strip_comments(sql: str) -> str:
+    """``sql`` with comments replaced by spaces (literals are not looked into)."""
+    return _COMMENT.sub(" ", sql)
+
+
+def leading_words(sql: str, count: int) -> list[str]:
+    """The first ``count`` bare words of ``sql``, upper-cased, comments skipped."""
+    return [word.upper() for word in _WORD.findall(strip_comments(sql)[:512])[:count]]
