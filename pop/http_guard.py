@@ -58,7 +58,7 @@ class _GuardedProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def _arm_read_deadline(self) -> None:
-        if getattr(self, "_read_deadline", None) is None:
+        if self._read_deadline is None:
             self._read_deadline = self.loop.call_later(self.read_timeout, self._read_timed_out)
 
     def _disarm_read_deadline(self) -> None:

@@ -96,7 +96,7 @@ class PopService:
         )
         # Set when the catch-up sync after a forwarded write failed: the replica lacks a
         # write this POP acknowledged until the next good sync.
-        self._behind_since: float | None = None
+        self._replica_behind = False
         self.router = Router(
             self.inspector,
             self.pool,
@@ -104,7 +104,7 @@ class PopService:
             LocalExecutor(settings.max_result_bytes),
             Forwarder(self.origin, self.inspector),
             self._after_write,
-            replica_is_current=lambda: self._behind_since is None,
+            replica_is_current=lambda: not self._replica_behind,
         )
         self.streams = StreamRegistry(settings.stream_idle_timeout, on_expire=self.router.release)
         self.database = database_key(settings.turso_database_url)
@@ -219,8 +219,7 @@ class PopService:
         if not outcome.ok:
             # The write is at the origin (so it is acknowledged), but this replica cannot
             # show it: reads go to the origin and /ready fails until a sync succeeds.
-            if self._behind_since is None:
-                self._behind_since = time.monotonic()
+            self._replica_behind = True
             log.warning(
                 "replica could not catch up after a write; reads go to the origin and "
                 "/ready reports not ready until a sync succeeds",
@@ -241,9 +240,9 @@ class PopService:
         self._last_sync_error = outcome.error
         if outcome.changed:
             await self._reload_schema()
-        if outcome.ok and self._behind_since is not None:
+        if outcome.ok and self._replica_behind:
             log.info("replica caught up; reads are local again")
-            self._behind_since = None
+            self._replica_behind = False
 
     async def _reload_schema(self) -> None:
         done = await self.runner.run(
@@ -264,7 +263,7 @@ class PopService:
         """Why this POP should not get traffic now, or None when it should."""
         if not self.ready:
             return "starting: the replica is not open or its first sync has not run"
-        if self._behind_since is not None:
+        if self._replica_behind:
             return (
                 "the replica lacks a write this POP forwarded (its catch-up sync failed: "
                 f"{self._last_sync_error}); waiting for a sync to succeed"
