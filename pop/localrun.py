@@ -147,6 +147,26 @@ class TursodbOrigin(ManagedProcess):
         return dict(result["response"]["result"])
 
 
+class SqldServer(ManagedProcess):
+    """``sqld``, the libSQL server: the reference for every Hrana answer a POP gives."""
+
+    ready_path = "/health"
+
+    def __init__(self, binary: str | Path, workdir: Path, port: int | None = None) -> None:
+        port = port or free_port()
+        argv = [
+            str(binary),
+            "--db-path",
+            str(workdir / "sqld.db"),
+            "--http-listen-addr",
+            f"127.0.0.1:{port}",
+            "--grpc-listen-addr",
+            f"127.0.0.1:{free_port()}",
+            "--no-welcome",
+        ]
+        super().__init__("sqld", argv, workdir / "sqld.log", os.environ, port)
+
+
 class PopProcess(ManagedProcess):
     """``edge-pop serve`` configured like a user would, through environment variables."""
 

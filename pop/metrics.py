@@ -80,6 +80,12 @@ class PopMetrics:
             ["direction"],
             registry=r,
         )
+        self.errors = Counter(
+            "edgepop_errors_total",
+            "Error answers sent to clients (request errors and batch step errors), by code",
+            ["code"],
+            registry=r,
+        )
         self.open_streams = Gauge(
             "edgepop_open_streams", "Hrana streams currently kept open", registry=r
         )
@@ -92,6 +98,17 @@ class PopMetrics:
         if counter is None:
             counter = self._request_counters[key] = self.requests.labels(*key)
         counter.inc()
+
+    def count_errors(self, answer: dict[str, Any]) -> None:
+        """Count the error codes in one request's answer, its batch step errors included."""
+        if answer["type"] == "error":
+            self.errors.labels(answer["error"].get("code") or "UNKNOWN").inc()
+            return
+        result = answer["response"].get("result")
+        if answer["response"]["type"] == "batch" and result:
+            for error in result["step_errors"]:
+                if error is not None:
+                    self.errors.labels(error.get("code") or "UNKNOWN").inc()
 
 
 def _exported_names() -> tuple[str, ...]:

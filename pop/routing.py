@@ -23,10 +23,11 @@ from pop.hrana.messages import (
     ExecuteReq,
     GetAutocommitReq,
     SequenceReq,
+    Stmt,
     StoreSqlReq,
     StreamRequest,
 )
-from pop.local.binding import parameter_display_names
+from pop.local.binding import args_refusal, parameter_display_names
 from pop.local.executor import LocalExecutor, run_batch
 from pop.local.pool import ReaderPool
 from pop.local.runner import LocalRunner
@@ -87,6 +88,7 @@ class Router:
         if isinstance(request, ExecuteReq):
             sql = stream.resolve_sql(request.stmt.sql, request.stmt.sql_id)
             info = self._inspector.inspect(sql)
+            _refuse_as_sqld(info, request.stmt)
             if self._choose(stream, [info], _LOCAL_ALONE) is Route.LOCAL:
                 result = await self._locally(
                     stream, lambda conn: self._executor.execute(conn, request.stmt, info)
@@ -100,6 +102,8 @@ class Router:
         if isinstance(request, BatchReq):
             sqls = [stream.resolve_sql(s.stmt.sql, s.stmt.sql_id) for s in request.batch.steps]
             infos = [self._inspector.inspect(sql) for sql in sqls]
+            for step, info in zip(request.batch.steps, infos, strict=True):
+                _refuse_as_sqld(info, step.stmt)  # sqld checks every step before running any
             if self._choose(stream, infos, _LOCAL_IN_BATCH) is Route.LOCAL:
                 by_stmt = dict(zip((id(s.stmt) for s in request.batch.steps), infos, strict=True))
                 result = await self._locally(
@@ -120,6 +124,10 @@ class Router:
             script = stream.resolve_sql(request.sql, request.sql_id)
             statements = split_script(script)
             infos = [self._inspector.inspect(sql) for sql in statements]
+            for info in infos:  # sqld parses the whole script before it runs any of it
+                refusal = info.refused()
+                if refusal is not None:
+                    raise refusal
             if self._choose(stream, infos, _LOCAL_IN_BATCH) is Route.LOCAL:
                 await self._locally(stream, lambda conn: self._executor.run_script(conn, infos))
                 return Handled({"type": "sequence"}, Route.LOCAL)
@@ -235,8 +243,14 @@ class Router:
         return result
 
     async def _describe(self, stream: Stream, sql: str) -> Handled:
-        info = self._inspector.inspect(sql)
-        if info.kind is Kind.UNKNOWN:
+        # sqld describes with SQLite itself, not its parser: empty text describes as an
+        # empty statement, and of several statements the first is described.
+        statements = split_script(sql)
+        if not statements:
+            empty = {"params": [], "cols": [], "is_explain": False, "is_readonly": True}
+            return Handled({"type": "describe", "result": empty}, Route.NONE)
+        info = self._inspector.inspect(statements[0])
+        if info.kind in (Kind.UNKNOWN, Kind.REFUSED):
             result = await self._forwarder.describe(stream, sql)
             return Handled({"type": "describe", "result": result}, Route.ORIGIN)
         result = {
@@ -246,6 +260,13 @@ class Router:
             "is_readonly": info.is_read or info.kind in (Kind.END_TRANSACTION, Kind.BEGIN_DEFERRED),
         }
         return Handled({"type": "describe", "result": result}, Route.LOCAL)
+
+
+def _refuse_as_sqld(info: StatementInfo, stmt: Stmt) -> None:
+    """Raise the error sqld gives a statement before it runs anything, if any."""
+    refusal = info.refused() or args_refusal(stmt)
+    if refusal is not None:
+        raise refusal
 
 
 def _leaves_deferred_open(infos: list[StatementInfo]) -> bool:

@@ -254,7 +254,7 @@ class PopService:
                 )
             ],
         )
-        rows = done.unwrap()
+        rows = [row for row in done.unwrap() if not self.engine.is_bookkeeping(row[1])]
         if self.inspector.load_schema(SchemaObject(*row) for row in rows):
             self.pool.schema_changed()
             log.debug("schema reloaded", extra={"objects": len(rows)})
@@ -357,6 +357,7 @@ class PopService:
             outcome, route = "ok", handled.route
             answer = {"type": "ok", "response": handled.response}
         self.metrics.count_request(endpoint, request.type, route.value, outcome)
+        self.metrics.count_errors(answer)
         return answer, route
 
     async def cursor(self, body: CursorBody) -> Answer:

@@ -21,32 +21,35 @@ def test_protobuf_is_not_claimed(pop: PopProcess) -> None:
 
 
 @pytest.mark.parametrize("version", ["v2", "v3"])
-def test_execute_with_positional_and_named_args(version: str, client: httpx.Client) -> None:
+def test_execute_with_positional_or_named_args(version: str, client: httpx.Client) -> None:
+    named = {
+        "sql": "SELECT :a, @b, $c",
+        "named_args": [
+            {"name": ":a", "value": {"type": "integer", "value": "1"}},
+            {"name": "b", "value": {"type": "text", "value": "two"}},
+            {"name": "$c", "value": {"type": "float", "value": 3.5}},
+        ],
+    }
+    positional = {
+        "sql": "SELECT ?, ?4",
+        "args": [
+            {"type": "null"},
+            {"type": "null"},
+            {"type": "null"},
+            {"type": "blob", "base64": "AAEC"},
+        ],
+    }
     answer = pipeline(
         client,
         [
-            {
-                "type": "execute",
-                "stmt": {
-                    "sql": "SELECT :a, @b, $c, ?4",
-                    "named_args": [
-                        {"name": ":a", "value": {"type": "integer", "value": "1"}},
-                        {"name": "b", "value": {"type": "text", "value": "two"}},
-                        {"name": "$c", "value": {"type": "float", "value": 3.5}},
-                    ],
-                    "args": [
-                        {"type": "null"},
-                        {"type": "null"},
-                        {"type": "null"},
-                        {"type": "blob", "base64": "AAEC"},
-                    ],
-                },
-            },
+            {"type": "execute", "stmt": named},
+            {"type": "execute", "stmt": positional},
             {"type": "close"},
         ],
         version=version,
     )
-    assert rows(answer) == [["1", "two", 3.5, "AAEC"]]
+    assert rows(answer) == [["1", "two", 3.5]]
+    assert rows(answer, 1) == [[None, "AAEC"]]
     assert answer["baton"] is None
 
 
@@ -107,7 +110,7 @@ def test_sequence_local_and_forwarded(client: httpx.Client, origin: TursodbOrigi
     assert ok_result(answer) == {"type": "sequence"}
     assert ok_result(answer, 1) == {"type": "sequence"}
     assert rows(answer, 2) == [["2"]]
-    assert answer["results"][3]["error"]["code"] == "SQLITE_CONSTRAINT_PRIMARYKEY"
+    assert answer["results"][3]["error"]["code"] == "SQLITE_CONSTRAINT"
 
 
 def test_batch_conditions(client: httpx.Client) -> None:

@@ -18,6 +18,9 @@ def inspector() -> SqlInspector:
         [
             SchemaObject("table", "t", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"),
             SchemaObject("index", "t_v", "CREATE INDEX t_v ON t (v)"),
+            SchemaObject(
+                "trigger", "tr", "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END"
+            ),
         ]
     )
     return inspector
@@ -33,21 +36,40 @@ def inspector() -> SqlInspector:
         ("WITH x AS (SELECT 1) SELECT * FROM x", Kind.READ),
         ("REPLACE INTO t VALUES (1, 'a')", Kind.WRITE),
         ("  -- leading comment\n  delete from t", Kind.WRITE),
-        # Pragmas that set something are never compiled here (some act while compiled).
+        # Pragmas that set something are never compiled here (some act while compiled);
+        # those sqld does not serve are refused as sqld refuses them.
         ("PRAGMA user_version = 3", Kind.UNKNOWN),
-        ("PRAGMA hard_heap_limit=1", Kind.UNKNOWN),
-        ("EXPLAIN PRAGMA query_only=0", Kind.UNKNOWN),
-        ("/* x */ PRAGMA main.cache_size(-1)", Kind.UNKNOWN),
+        ("PRAGMA hard_heap_limit=1", Kind.REFUSED),
+        ('PRAGMA "hard_heap_limit"=1', Kind.REFUSED),
+        ("PRAGMA [hard_heap_limit]=1", Kind.REFUSED),
+        (";PRAGMA hard_heap_limit=1", Kind.REFUSED),
+        ("EXPLAIN PRAGMA query_only=0", Kind.REFUSED),
+        ("/* x */ PRAGMA main.cache_size(-1)", Kind.REFUSED),
         ("PRAGMA main.table_info(t)", Kind.READ),
         ("SELECT * FROM pragma_table_info('t')", Kind.READ),
         ("CREATE TABLE IF NOT EXISTS u (a UNIQUE)", Kind.WRITE),
         ("CREATE TABLE w (a PRIMARY KEY, b UNIQUE, c REFERENCES t (id))", Kind.WRITE),
-        ("PRAGMA user_version", Kind.READ),
+        # Only pragmas describing one object are answered here; file-wide ones and the
+        # catalog differ in the replica's file (the engine keeps its own tables there).
+        ("PRAGMA user_version", Kind.UNKNOWN),
+        ("PRAGMA table_list", Kind.UNKNOWN),
         ("PRAGMA table_info(t)", Kind.READ),
+        ("SELECT name FROM sqlite_schema", Kind.UNKNOWN),
+        ("SELECT * FROM pragma_table_list", Kind.UNKNOWN),
+        ("SELECT count(*) FROM pragma_index_list('t')", Kind.READ),
         ("PRAGMA foreign_keys = ON", Kind.UNKNOWN),
         ("CREATE TABLE u (a)", Kind.WRITE),
-        ("CREATE TEMP TABLE u (a)", Kind.WRITE),
-        ("ATTACH 'x.db' AS x", Kind.WRITE),
+        # No-ops against this schema copy (SQLite calls them read-only), not at the origin.
+        ("DROP TRIGGER IF EXISTS not_here", Kind.WRITE),
+        ("CREATE TRIGGER IF NOT EXISTS tr AFTER INSERT ON t BEGIN SELECT 1; END", Kind.WRITE),
+        # Statement kinds sqld does not serve, refused before anything runs.
+        ("CREATE TEMP TABLE u (a)", Kind.REFUSED),
+        ("CREATE TABLE temp.u (a)", Kind.REFUSED),
+        ("ATTACH 'x.db' AS x", Kind.REFUSED),
+        ("VACUUM", Kind.REFUSED),
+        ("SELEC 1", Kind.REFUSED),
+        ("", Kind.REFUSED),
+        ("-- only a comment", Kind.REFUSED),
         ("BEGIN", Kind.BEGIN_DEFERRED),
         ("BEGIN DEFERRED", Kind.BEGIN_DEFERRED),
         ("BEGIN IMMEDIATE", Kind.BEGIN_WRITE),
@@ -58,9 +80,12 @@ def inspector() -> SqlInspector:
         ("END TRANSACTION", Kind.END_TRANSACTION),
         ("ROLLBACK", Kind.END_TRANSACTION),
         ("SAVEPOINT s", Kind.SAVEPOINT),
+        ("RELEASE s", Kind.RELEASE),
+        ("ROLLBACK TO s", Kind.RELEASE),
         ("SELECT * FROM not_yet_synced", Kind.UNKNOWN),
         ("SELECT vector32('[1,2]')", Kind.UNKNOWN),
-        ("SELECT 1; DELETE FROM t", Kind.UNKNOWN),
+        ("SELECT 1; DELETE FROM t", Kind.REFUSED),
+        ("SELECT 1;;  -- trailing", Kind.READ),
         ("EXPLAIN DELETE FROM t", Kind.READ),
     ],
 )
@@ -168,3 +193,17 @@ def test_compiled_statements_follow_schema_changes(
     after = ok_result(pipeline(client, [execute("SELECT * FROM evolving")]))["result"]
     assert [c["name"] for c in after["cols"]] == ["a", "b"]
     assert after["rows"][0][1] == {"type": "text", "value": "new"}
+
+
+def test_catalog_shows_the_origin_not_the_engine_bookkeeping(
+    client: httpx.Client, pop: PopProcess, origin: TursodbOrigin
+) -> None:
+    # The turso engine keeps its change log (turso_cdc ...) as tables in the replica file;
+    # once, listing sqlite_schema through a POP showed them, and "SELECT * FROM turso_cdc"
+    # was answered from the replica. The differential suite found it.
+    listing = "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name"
+    through_pop = [row[0] for row in rows(pipeline(client, [execute(listing)]))]
+    at_origin = [row[0]["value"] for row in origin.execute(listing)["rows"]]
+    assert through_pop == at_origin
+    answer = pipeline(client, [execute("SELECT * FROM turso_cdc")])
+    assert answer["results"][0]["type"] == "error", answer

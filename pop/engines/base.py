@@ -49,6 +49,13 @@ class ReplicaEngine(Protocol):
     name: str
     path: Path
 
+    def is_bookkeeping(self, name: str) -> bool:
+        """Whether a schema object is the engine's own, not the origin's.
+
+        Such objects exist only in the replica file; the inspector leaves them out, so a
+        statement naming one is unknown here and the origin answers it as the origin would.
+        """
+
     def open(self) -> None:
         """Open the replica, bootstrapping from the origin only if the file is new."""
 

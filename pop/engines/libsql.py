@@ -55,6 +55,9 @@ class LibsqlEngine:
     def position(self) -> str | None:
         return str(self._frame) if self._frame is not None else None
 
+    def is_bookkeeping(self, name: str) -> bool:
+        return False  # libSQL copies the origin's pages; its metadata lives beside the file
+
     def connect_reader(self) -> ReadConnection:
         conn = self._connect()
         conn.isolation_level = None

@@ -23,6 +23,10 @@ from pop.engines.base import ReadConnection, SyncResult, replica_size_bytes
 log = logging.getLogger(__name__)
 
 
+# Turso Sync keeps its change log and pull cursor as tables in the replica file itself.
+_BOOKKEEPING_PREFIXES = ("turso_cdc", "turso_sync_", "__turso_internal")
+
+
 class TursoSyncEngine:
     name = "turso"
 
@@ -61,6 +65,9 @@ class TursoSyncEngine:
 
     def position(self) -> str | None:
         return self._position
+
+    def is_bookkeeping(self, name: str) -> bool:
+        return name.lower().startswith(_BOOKKEEPING_PREFIXES)
 
     def connect_reader(self) -> ReadConnection:
         conn = turso.connect(str(self.path), isolation_level=None)

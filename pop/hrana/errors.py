@@ -1,7 +1,13 @@
-"""Errors in Hrana's own shape, and SQLite's extended error code names.
+"""Errors in Hrana's own shape, with the codes and wording ``sqld`` gives.
 
-Clients branch on ``code`` (``@libsql/client`` exposes it as ``LibsqlError.code``), so a
-code is SQLite's extended name wherever SQLite has one.
+Clients branch on ``code`` (``@libsql/client`` exposes it as ``LibsqlError.code``), and
+the reference for every code is ``sqld``, the libSQL server: a statement its parser
+rejects is ``SQL_PARSE_ERROR``; an error SQLite reports while compiling, at a position
+in the text, is ``SQL_INPUT_ERROR``; any other SQLite error is ``SQLITE_`` and the name
+of SQLite's *primary* code (constraint violations are ``SQLITE_CONSTRAINT``, never the
+extended name), where SQLite's generic ``SQLITE_ERROR`` is called ``SQLITE_UNKNOWN``.
+Engines without codes (``tursodb``, pyturso) report only a message; the code is then
+recovered from SQLite's own fixed wording.
 """
 
 from __future__ import annotations
@@ -9,9 +15,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# SQLite primary result codes by number, as printed by engines that append "(N)".
+# SQLite's primary result codes, named as sqld names them (after rusqlite's ErrorCode:
+# SQLITE_ERROR, the generic one, is "unknown" there).
 PRIMARY_CODES: dict[int, str] = {
-    1: "SQLITE_ERROR",
+    1: "SQLITE_UNKNOWN",
     2: "SQLITE_INTERNAL",
     3: "SQLITE_PERM",
     4: "SQLITE_ABORT",
@@ -22,28 +29,57 @@ PRIMARY_CODES: dict[int, str] = {
     9: "SQLITE_INTERRUPT",
     10: "SQLITE_IOERR",
     11: "SQLITE_CORRUPT",
+    12: "SQLITE_NOTFOUND",
     13: "SQLITE_FULL",
     14: "SQLITE_CANTOPEN",
+    15: "SQLITE_PROTOCOL",
     17: "SQLITE_SCHEMA",
     18: "SQLITE_TOOBIG",
     19: "SQLITE_CONSTRAINT",
     20: "SQLITE_MISMATCH",
     21: "SQLITE_MISUSE",
+    22: "SQLITE_NOLFS",
     23: "SQLITE_AUTH",
     25: "SQLITE_RANGE",
     26: "SQLITE_NOTADB",
 }
-
-# Message prefixes SQLite uses for constraint failures, and their extended codes.
-_CONSTRAINT_KINDS: tuple[tuple[str, str], ...] = (
-    ("UNIQUE constraint failed", "SQLITE_CONSTRAINT_UNIQUE"),
-    ("NOT NULL constraint failed", "SQLITE_CONSTRAINT_NOTNULL"),
-    ("CHECK constraint failed", "SQLITE_CONSTRAINT_CHECK"),
-    ("FOREIGN KEY constraint failed", "SQLITE_CONSTRAINT_FOREIGNKEY"),
-    ("PRIMARY KEY constraint failed", "SQLITE_CONSTRAINT_PRIMARYKEY"),
+CONSTRAINT = 19
+# Codes sqld gives that are not SQLite's; an origin's answer carrying one of these (or
+# an SQLITE_ name) is already in sqld's terms.
+SQLD_CODES = frozenset(
+    {
+        "SQL_PARSE_ERROR",
+        "SQL_NO_STATEMENT",
+        "SQL_MANY_STATEMENTS",
+        "SQL_INPUT_ERROR",
+        "ARGS_INVALID",
+        "ARGS_BOTH_POSITIONAL_AND_NAMED",
+        "TRANSACTION_TIMEOUT",
+        "TRANSACTION_BUSY",
+        "BLOCKED",
+        "RESPONSE_TOO_LARGE",
+        "PROXY_ERROR",
+    }
 )
-_TRAILING_CODE = re.compile(r"\((\d+)\)\s*$")
-_UNIQUE_TARGET = re.compile(r"UNIQUE constraint failed: ([^\s,]+)\.([^\s,]+)$")
+
+_TRAILING_CODE = re.compile(r"\s*\((\d+)\)\s*$")
+# How engines without codes decorate SQLite's message.
+_ENGINE_PREFIXES = (
+    "Runtime error: ",
+    "Parse error: ",
+    "Transaction error: ",
+    "Invalid argument supplied: ",
+    "SQLite error: ",
+)
+# SQLite's wording for text it cannot parse.
+_SYNTAX = re.compile(r"syntax error|unrecognized token|incomplete input|unterminated")
+# SQLite's wording for compile errors it reports at a position in the text (sqld: input
+# errors). Used only when no offset is known, i.e. for an engine's bare message.
+_AT_A_POSITION = re.compile(
+    r"^(no such column|no such function|wrong number of arguments to function|"
+    r"ambiguous column name|row value misused|table \S+ already exists)"
+)
+_CONSTRAINT_WORDING = re.compile(r"constraint failed|^cannot store \w+ value in \w+ column")
 
 
 class HranaError(Exception):
@@ -99,34 +135,58 @@ def error_result(exc: HranaError | ProtocolError) -> dict[str, Any]:
     return {"type": "error", "error": {"message": exc.message, "code": exc.code}}
 
 
-def code_from_message(message: str, primary: str | None = None) -> str:
-    """Best SQLite extended code name for an engine message that carries no code.
+def no_statement() -> HranaError:
+    return HranaError("SQL string does not contain any statement", "SQL_NO_STATEMENT")
 
-    Engines such as ``tursodb`` and pyturso report only a message (sometimes with the
-    primary code number appended); the extended name is recovered from SQLite's own
-    fixed message prefixes.
+
+def many_statements() -> HranaError:
+    return HranaError("SQL string contains more than one statement", "SQL_MANY_STATEMENTS")
+
+
+def unsupported_statement(sql: str) -> HranaError:
+    return HranaError(
+        f"SQL string could not be parsed: unsupported statement: {sql.strip()}",
+        "SQL_PARSE_ERROR",
+    )
+
+
+def sqlite_error(message: str, *, primary: int | None = None, offset: int = -1) -> HranaError:
+    """An SQLite error as sqld reports it.
+
+    ``message`` is SQLite's message, bare or as an engine decorated it; ``primary`` the
+    result code if the engine gave one; ``offset`` where in the SQL text SQLite placed
+    the error (``sqlite3_error_offset``; -1 when unknown or none).
     """
-    for prefix, code in _CONSTRAINT_KINDS:
-        if prefix in message:
-            return code
-    match = _TRAILING_CODE.search(message)
-    if match:
-        return PRIMARY_CODES.get(int(match.group(1)), primary or "SQLITE_ERROR")
-    if "readonly" in message.lower() or "query_only" in message:
-        return "SQLITE_READONLY"
-    return primary or "SQLITE_ERROR"
+    message, appended = bare_message(message)
+    primary = primary if primary is not None else appended
+    if _SYNTAX.search(message):
+        return HranaError(f"SQL string could not be parsed: {message}", "SQL_PARSE_ERROR")
+    if offset >= 0:
+        return HranaError(f"SQL input error: {message} (at offset {offset})", "SQL_INPUT_ERROR")
+    if primary is None and _AT_A_POSITION.search(message):
+        return HranaError(f"SQL input error: {message}", "SQL_INPUT_ERROR")
+    if primary is None:
+        if _CONSTRAINT_WORDING.search(message):
+            primary = CONSTRAINT
+        elif "readonly" in message.lower() or "read-only" in message.lower():
+            primary = 8
+        elif "interrupted" in message:
+            primary = 9
+    code = PRIMARY_CODES.get((primary or 1) & 0xFF, "SQLITE_UNKNOWN")
+    return HranaError(f"SQLite error: {message}", code)
 
 
-def unique_constraint_target(message: str) -> tuple[str, str] | None:
-    """``(table, column)`` of a single-column UNIQUE failure message, if it is one."""
-    match = _UNIQUE_TARGET.search(_TRAILING_CODE.sub("", message).strip())
-    return (match.group(1), match.group(2)) if match else None
+def bare_message(message: str) -> tuple[str, int | None]:
+    """SQLite's message without what an engine added, and the code number it appended."""
+    message = message.strip()
+    for prefix in _ENGINE_PREFIXES:
+        message = message.removeprefix(prefix)
+    trailing = _TRAILING_CODE.search(message)
+    if trailing is None:
+        return message, None
+    return message[: trailing.start()], int(trailing.group(1))
 
 
-def clean_message(message: str) -> str:
-    """Drop engine decorations ("Runtime error: ", trailing "(19)") from a message."""
-    message = _TRAILING_CODE.sub("", message).strip()
-    for prefix in ("Runtime error: ", "Parse error: "):
-        if message.startswith(prefix):
-            return message[len(prefix) :]
-    return message
+def is_sqld_code(code: str) -> bool:
+    """Whether ``code`` is already one sqld gives (an origin's answer needs no mapping)."""
+    return code in SQLD_CODES or (code.startswith("SQLITE_") and code in PRIMARY_CODES.values())

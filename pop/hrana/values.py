@@ -87,7 +87,9 @@ def encode_value(value: SqlValue) -> dict[str, Any]:
     if isinstance(value, str):
         return {"type": "text", "value": value}
     if isinstance(value, bytes | bytearray | memoryview):
-        return {"type": "blob", "base64": base64.b64encode(bytes(value)).decode("ascii")}
+        # Without padding, as sqld sends blobs.
+        encoded = base64.b64encode(bytes(value)).rstrip(b"=").decode("ascii")
+        return {"type": "blob", "base64": encoded}
     raise TypeError(f"engine returned an unsupported value type {type(value).__name__}")
 
 

@@ -17,33 +17,40 @@ from pop.sql.inspector import StatementInfo
 _PREFIXES = (":", "@", "$")
 
 
+def args_refusal(stmt: Stmt) -> HranaError | None:
+    """sqld's refusal of the arguments' form, checked before the statement is compiled."""
+    if stmt.args and stmt.named_args:
+        return HranaError(
+            "Specifying both positional and named arguments is not supported",
+            "ARGS_BOTH_POSITIONAL_AND_NAMED",
+        )
+    return None
+
+
 def positional_args(stmt: Stmt, info: StatementInfo) -> list[SqlValue]:
-    """The value for each of the statement's parameters, in index order."""
+    """The value for each of the statement's parameters, in index order (as sqld binds)."""
+    refusal = args_refusal(stmt)
+    if refusal is not None:
+        raise refusal
     if not stmt.named_args:
-        if len(stmt.args) > info.param_count and info.param_count >= 0:
-            raise HranaError(
-                f"{len(stmt.args)} arguments given but the statement has "
-                f"{info.param_count} parameters",
-                "ARGS_INVALID",
+        if len(stmt.args) > info.param_count:
+            raise _args_invalid(
+                f"too many parameters, expected {info.param_count} found {len(stmt.args)}"
             )
         if len(stmt.args) < info.param_count:
-            raise HranaError(
-                f"the statement has {info.param_count} parameters but only "
-                f"{len(stmt.args)} arguments were given",
-                "ARGS_INVALID",
-            )
+            raise _args_invalid(f"value for parameter {len(stmt.args) + 1} not found")
         return list(stmt.args)
     named = {_bare(arg.name): arg.value for arg in stmt.named_args}
     values: list[SqlValue] = []
     for index, name in enumerate(info.param_names):
-        if name is not None and not name.startswith("?") and _bare(name) in named:
-            values.append(named[_bare(name)])
-        elif index < len(stmt.args):
-            values.append(stmt.args[index])
-        else:
-            label = name if name is not None else f"?{index + 1}"
-            raise HranaError(f"no value given for parameter {label}", "ARGS_INVALID")
+        if name is None or name.startswith("?") or _bare(name) not in named:
+            raise _args_invalid(f"value for parameter {name or index + 1} not found")
+        values.append(named[_bare(name)])
     return values
+
+
+def _args_invalid(detail: str) -> HranaError:
+    return HranaError(f"Arguments do not match SQL parameters: {detail}", "ARGS_INVALID")
 
 
 def parameter_display_names(sql: str, info: StatementInfo) -> list[str | None]:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pop.engines.base import Cursor, ReadConnection
-from pop.hrana.errors import HranaError, clean_message, code_from_message
+from pop.hrana.errors import HranaError, sqlite_error
 from pop.hrana.messages import AndCond, Batch, BatchCond, ErrorCond, NotCond, OkCond, OrCond, Stmt
 from pop.hrana.values import encode_value
 from pop.local.binding import positional_args
@@ -24,6 +24,9 @@ class LocalExecutor:
 
     def execute(self, conn: ReadConnection, stmt: Stmt, info: StatementInfo) -> dict[str, Any]:
         """Run ``stmt``, whose SQL (resolved, if it came by ``sql_id``) ``info`` describes."""
+        refusal = info.refused()
+        if refusal is not None:
+            raise refusal
         sql = info.sql
         args = positional_args(stmt, info)
         started = time.perf_counter()
@@ -113,12 +116,11 @@ def run_batch(
 
 
 def engine_error(exc: Exception) -> HranaError:
-    """A DB-API exception from an engine as a Hrana error with SQLite's code name."""
-    message = str(exc) or type(exc).__name__
-    code = getattr(exc, "sqlite_errorname", None)
-    if not isinstance(code, str):
-        code = code_from_message(message)
-    return HranaError(clean_message(message), code)
+    """A DB-API exception from an engine as the error sqld would give."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return sqlite_error(
+        str(exc) or type(exc).__name__, primary=code if isinstance(code, int) else None
+    )
 
 
 def _value_size(value: object) -> int:

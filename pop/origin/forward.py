@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pop.hrana.errors import HranaError, clean_message, code_from_message, unique_constraint_target
+from pop.hrana.errors import HranaError, is_sqld_code, sqlite_error
 from pop.hrana.messages import (
     AndCond,
     Batch,
@@ -19,8 +19,11 @@ from pop.hrana.messages import (
 from pop.hrana.values import encode_value
 from pop.local.binding import positional_args
 from pop.origin.client import WRITE_FACTS_SQL, OriginClient
-from pop.sql.inspector import Kind, SqlInspector
+from pop.sql.inspector import Kind, SqlInspector, StatementInfo
 from pop.streams import Stream
+
+# Codes an origin without sqld's codes (tursodb) puts on SQLite errors.
+_ENGINE_CODES = frozenset({"", "PREPARE_ERROR", "EXECUTE_ERROR", "BATCH_STEP_ERROR"})
 
 
 class Forwarder:
@@ -33,7 +36,7 @@ class Forwarder:
         sql = stream.resolve_sql(stmt.sql, stmt.sql_id)
         if await self.client.keeps_streams():
             result = await self._on_stream(
-                stream, {"type": "execute", "stmt": self._stmt_json(stmt, sql)}
+                stream, {"type": "execute", "stmt": self._stmt_json(stmt, sql)}, sql
             )
             return dict(result["result"])
         outcome = await self._basic_batch([(BatchStep(stmt=stmt), sql)])
@@ -52,7 +55,7 @@ class Forwarder:
                 for step, sql in resolved
             ]
             result = await self._on_stream(stream, {"type": "batch", "batch": {"steps": steps}})
-            return self._normalized_batch(dict(result["result"]))
+            return self._normalized_batch(dict(result["result"]), [sql for _, sql in resolved])
         return await self._basic_batch(resolved)
 
     async def sequence(self, stream: Stream, script: str, statements: list[str]) -> None:
@@ -108,12 +111,14 @@ class Forwarder:
             stream.origin_in_transaction = False
             await self.client.close_stream(baton)
 
-    async def _on_stream(self, stream: Stream, request: dict[str, Any]) -> dict[str, Any]:
+    async def _on_stream(
+        self, stream: Stream, request: dict[str, Any], sql: str | None = None
+    ) -> dict[str, Any]:
         baton, results = await self.client.pipeline(stream.origin_baton, [request])
         stream.origin_baton = baton
         outcome = results[0]
         if outcome.get("type") == "error":
-            raise self._normalized_error(outcome.get("error") or {})
+            raise self._normalized_error(outcome.get("error") or {}, sql)
         response: dict[str, Any] = outcome.get("response") or {}
         return response
 
@@ -121,20 +126,22 @@ class Forwarder:
         """A batch for an origin without streams, with write facts asked after each write.
 
         Step ``i`` becomes step ``2i``; step ``2i+1`` reads ``changes()`` and
-        ``last_insert_rowid()`` when step ``2i`` was a write that succeeded.
+        ``last_insert_rowid()`` when step ``2i`` was an INSERT, UPDATE or DELETE that
+        succeeded (the origin reports neither; sqld reports them for those only).
         """
         steps: list[dict[str, Any]] = []
-        writes: list[bool] = []
+        infos: list[StatementInfo] = []
         for index, (step, sql) in enumerate(resolved):
-            is_write = self._inspector.inspect(sql).kind in (Kind.WRITE, Kind.UNKNOWN)
-            writes.append(is_write)
+            info = self._inspector.inspect(sql)
+            infos.append(info)
             steps.append(
                 {"stmt": self._stmt_json(step.stmt, sql), **_condition_json(step.condition, 2)}
             )
+            counts = info.sqld.counts_changes
             steps.append(
                 {
                     "stmt": {"sql": WRITE_FACTS_SQL, "want_rows": True},
-                    "condition": _ran_ok(2 * index) if is_write else _never(2 * index),
+                    "condition": _ran_ok(2 * index) if counts else _never(2 * index),
                 }
             )
         _, results = await self.client.pipeline(
@@ -142,23 +149,25 @@ class Forwarder:
         )
         outcome = results[0]
         if outcome.get("type") == "error":
-            raise self._normalized_error(outcome.get("error") or {})
+            raise self._normalized_error(outcome.get("error") or {}, None)
         raw = outcome["response"]["result"]
         step_results: list[dict[str, Any] | None] = []
         step_errors: list[dict[str, Any] | None] = []
-        for index, is_write in enumerate(writes):
+        for index, info in enumerate(infos):
             result = raw["step_results"][2 * index]
             error = raw["step_errors"][2 * index]
             facts = raw["step_results"][2 * index + 1]
-            if result is not None and is_write and facts is not None and facts.get("rows"):
-                changes, rowid = facts["rows"][0]
+            if result is not None:
+                changes, rowid = facts["rows"][0] if facts and facts.get("rows") else (None, None)
                 result = {
                     **result,
-                    "affected_row_count": int(changes["value"]),
-                    "last_insert_rowid": rowid["value"] if rowid.get("type") == "integer" else None,
+                    "affected_row_count": int(changes["value"]) if changes else 0,
+                    "last_insert_rowid": rowid["value"]
+                    if rowid and info.sqld.reports_rowid and rowid.get("type") == "integer"
+                    else None,
                 }
             step_results.append(result)
-            step_errors.append(self._normalized_error(error).to_json() if error else None)
+            step_errors.append(self._normalized_error(error, info.sql).to_json() if error else None)
         return {"step_results": step_results, "step_errors": step_errors, "replication_index": None}
 
     def _stmt_json(self, stmt: Stmt, sql: str) -> dict[str, Any]:
@@ -174,25 +183,22 @@ class Forwarder:
             body["args"] = [encode_value(value) for value in positional_args(stmt, info)]
         return body
 
-    def _normalized_batch(self, result: dict[str, Any]) -> dict[str, Any]:
+    def _normalized_batch(self, result: dict[str, Any], sqls: list[str]) -> dict[str, Any]:
         result["step_errors"] = [
-            self._normalized_error(error).to_json() if error else None
-            for error in result.get("step_errors", [])
+            self._normalized_error(error, sql).to_json() if error else None
+            for error, sql in zip(result.get("step_errors", []), sqls, strict=False)
         ]
         return result
 
-    def _normalized_error(self, error: dict[str, Any]) -> HranaError:
-        """Origin errors with SQLite's extended code names, whatever the origin sent."""
+    def _normalized_error(self, error: dict[str, Any], sql: str | None) -> HranaError:
+        """An origin's error with the code sqld gives, whatever the origin sent."""
         message = str(error.get("message") or "the origin reported an error without a message")
         code = str(error.get("code") or "")
-        if not code.startswith("SQLITE_"):
-            code = code_from_message(message)
-        message = clean_message(message)
-        if code == "SQLITE_CONSTRAINT_UNIQUE":
-            target = unique_constraint_target(message)
-            if target and self._inspector.is_primary_key(*target):
-                code = "SQLITE_CONSTRAINT_PRIMARYKEY"
-        return HranaError(message, code)
+        if is_sqld_code(code) or not (code in _ENGINE_CODES or code.startswith("SQLITE_")):
+            return HranaError(message, code)
+        if sql is None:
+            return sqlite_error(message)
+        return self._inspector.inspect(sql).compile_error(message)
 
 
 def _ran_ok(step: int) -> dict[str, Any]:

@@ -11,13 +11,16 @@ sent to the origin, which has the final word.
 
 PRAGMA statements are the exception: SQLite applies many of them while *compiling*
 (``PRAGMA hard_heap_limit=1`` changes the whole process; ``EXPLAIN PRAGMA query_only=0``
-flips a connection flag), so only side-effect-free introspection pragmas are ever
+flips a connection flag), so only the pragmas that describe one table or index are ever
 compiled here, and every other PRAGMA goes to the origin uncompiled. The ``pragma_*``
-table-valued functions need no such care: SQLite lets them only read.
+table-valued functions need no such care (SQLite lets them only read), but those and the
+catalog (``sqlite_schema``) describe the whole file, and the replica's file is not the
+origin's: the engine keeps its own tables in it. Statements reading them are unknown.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import logging
@@ -29,47 +32,34 @@ from dataclasses import dataclass
 
 import apsw
 
-from pop.sql.script import strip_comments
+from pop.hrana.errors import (
+    HranaError,
+    bare_message,
+    many_statements,
+    no_statement,
+    sqlite_error,
+    unsupported_statement,
+)
+from pop.sql.script import leading_words, split_script, strip_comments
+from pop.sql.sqld_rules import SERVED_READ, SqldVerdict, sqld_verdict
 
-# PRAGMAs whose argument names a thing to look at, not a value to set.
-_QUERY_PRAGMAS_WITH_ARGUMENT = frozenset(
+# The only PRAGMAs answered here: each describes one named object, which the replica holds
+# exactly as the origin does. Every other PRAGMA reports or sets something of a file or a
+# connection (page counts, the schema cookie, the POP's own SQLite build), so it runs at
+# the origin, uncompiled.
+_OBJECT_PRAGMAS = frozenset(
     {
         "table_info",
         "table_xinfo",
-        "table_list",
         "index_info",
         "index_xinfo",
         "index_list",
         "foreign_key_list",
-        "foreign_key_check",
-        "integrity_check",
-        "quick_check",
     }
 )
-# PRAGMAs that only report, with no side effect when compiled or run, and no argument.
-_QUERY_PRAGMAS_PLAIN = frozenset(
-    {
-        "application_id",
-        "collation_list",
-        "compile_options",
-        "data_version",
-        "database_list",
-        "encoding",
-        "foreign_key_check",
-        "foreign_keys",
-        "freelist_count",
-        "function_list",
-        "integrity_check",
-        "module_list",
-        "page_count",
-        "page_size",
-        "pragma_list",
-        "quick_check",
-        "schema_version",
-        "table_list",
-        "user_version",
-    }
-)
+# Reads of these describe the whole file, where the replica differs from the origin: the
+# engine's bookkeeping tables are in its catalog, its pages are laid out differently.
+_WHOLE_FILE_TABLES = frozenset({"sqlite_master", "sqlite_temp_master", "sqlite_dbpage", "dbstat"})
 _PRAGMA = re.compile(
     r"\s*(?:EXPLAIN\s+(?:QUERY\s+PLAN\s+)?)?PRAGMA\s+"
     r"(?:(?:\w+|\"[^\"]*\"|`[^`]*`|\[[^\]]*\])\s*\.\s*)?(\w+)\s*([=(]?)",
@@ -88,7 +78,9 @@ class Kind(enum.Enum):
     BEGIN_WRITE = "begin_write"  # BEGIN IMMEDIATE / EXCLUSIVE
     END_TRANSACTION = "end_transaction"  # COMMIT, END, ROLLBACK
     SAVEPOINT = "savepoint"
-    UNKNOWN = "unknown"  # SQLite could not compile it here
+    RELEASE = "release"  # RELEASE, ROLLBACK TO: ends a savepoint, maybe the transaction
+    UNKNOWN = "unknown"  # not answerable here (see StatementInfo.error): the origin decides
+    REFUSED = "refused"  # sqld refuses it before running anything (see StatementInfo.refusal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +98,22 @@ class StatementInfo:
     columns: tuple[Column, ...] = ()
     is_explain: bool = False
     error: str | None = None  # why SQLite could not compile it, for UNKNOWN
+    error_offset: int = -1  # where in the text SQLite placed that error, if anywhere
+    refusal: tuple[str, str] | None = None  # (message, code), for REFUSED
+    sqld: SqldVerdict = SERVED_READ
+
+    def refused(self) -> HranaError | None:
+        """The error sqld answers this statement with before running it, if any."""
+        return HranaError(*self.refusal) if self.refusal is not None else None
+
+    def compile_error(self, message: str) -> HranaError:
+        """An error the origin reported for this statement, in sqld's terms.
+
+        When it is the error SQLite gave here while compiling, SQLite's offset in the
+        text is known too, which is what makes it an ``SQL_INPUT_ERROR`` for sqld.
+        """
+        offset = self.error_offset if self.error == bare_message(message)[0] else -1
+        return sqlite_error(message, offset=offset)
 
     @property
     def is_read(self) -> bool:
@@ -127,7 +135,6 @@ class SqlInspector:
         self._db = apsw.Connection(":memory:")
         self._schema_digest = ""
         self._cache: OrderedDict[str, StatementInfo] = OrderedDict()
-        self._primary_keys: dict[str, tuple[str, ...]] = {}
 
     @property
     def schema_digest(self) -> str:
@@ -160,28 +167,9 @@ class SqlInspector:
                     self._db.execute(obj.sql)
                 except apsw.Error:
                     continue
-            self._primary_keys = self._read_primary_keys()
             self._schema_digest = digest
             self._cache.clear()
             return True
-
-    def _read_primary_keys(self) -> dict[str, tuple[str, ...]]:
-        keys: dict[str, tuple[str, ...]] = {}
-        tables = [
-            row[0] for row in self._db.execute("SELECT name FROM sqlite_schema WHERE type='table'")
-        ]
-        for table in tables:
-            columns = sorted(
-                (row[5], row[1])
-                for row in self._db.execute("SELECT * FROM pragma_table_info(?)", (table,))
-                if row[5]
-            )
-            keys[table.lower()] = tuple(name.lower() for _, name in columns)
-        return keys
-
-    def is_primary_key(self, table: str, column: str) -> bool:
-        """Whether ``column`` alone is ``table``'s primary key (for constraint codes)."""
-        return self._primary_keys.get(table.lower()) == (column.lower(),)
 
     def inspect(self, sql: str) -> StatementInfo:
         """Classify one statement (the first, if ``sql`` holds several)."""
@@ -198,22 +186,49 @@ class SqlInspector:
             return info
 
     def _compile(self, sql: str) -> StatementInfo:
-        unsafe = _pragma_not_to_compile(sql)
+        # sqld parses before it runs anything: no statement, more than one (after a first
+        # that parses), or a kind it does not serve are refused with nothing run.
+        statements = split_script(sql)
+        if not statements:
+            return _refused(sql, no_statement())
+        if len(statements) > 1:
+            first = self._compile(statements[0])
+            syntax = first.refused()
+            if syntax is not None and syntax.code == "SQL_PARSE_ERROR":
+                return _refused(sql, syntax)
+            return _refused(sql, many_statements())
+        # Judged and compiled without what surrounds it (";PRAGMA x=1" is "PRAGMA x=1").
+        statement = statements[0]
+        verdict = sqld_verdict(statement)
+        if verdict.unsupported:
+            return _refused(sql, unsupported_statement(statement))
+        unsafe = _pragma_not_to_compile(statement)
         if unsafe is not None:
-            return StatementInfo(sql=sql, kind=Kind.UNKNOWN, error=unsafe)
+            return StatementInfo(sql=sql, kind=Kind.UNKNOWN, error=unsafe, sqld=verdict)
         try:
-            return self._prepare(sql)
+            return dataclasses.replace(self._prepare(statement, verdict), sql=sql)
         except apsw.Error as exc:
-            return StatementInfo(sql=sql, kind=Kind.UNKNOWN, error=str(exc))
+            error = sqlite_error(str(exc), offset=getattr(exc, "error_offset", -1))
+            if error.code == "SQL_PARSE_ERROR":  # no schema makes a syntax error valid
+                return _refused(sql, error)
+            return StatementInfo(
+                sql=sql,
+                kind=Kind.UNKNOWN,
+                error=str(exc),
+                error_offset=getattr(exc, "error_offset", -1),
+                sqld=verdict,
+            )
         except Exception as exc:
             # A fault of the inspector, not of the statement: the origin decides.
             log.warning(
                 "could not classify a statement; sending it to the origin",
                 extra={"error": f"{type(exc).__name__}: {exc}"},
             )
-            return StatementInfo(sql=sql, kind=Kind.UNKNOWN, error=f"not classified: {exc}")
+            return StatementInfo(
+                sql=sql, kind=Kind.UNKNOWN, error=f"not classified: {exc}", sqld=verdict
+            )
 
-    def _prepare(self, sql: str) -> StatementInfo:
+    def _prepare(self, sql: str, verdict: SqldVerdict) -> StatementInfo:
         """Compile ``sql`` without running it; what SQLite says of it."""
         actions: list[tuple[int, str | None, str | None]] = []
         compiled: list[_Compiled] = []
@@ -247,19 +262,29 @@ class SqlInspector:
             pass
         finally:
             self._db.authorizer = None
-        if not compiled:  # only comments or empty
-            return StatementInfo(sql=sql, kind=Kind.UNKNOWN, error="no statement")
+        if not compiled:  # the tokenizer saw a statement that SQLite did not
+            return StatementInfo(sql=sql, kind=Kind.UNKNOWN, error="no statement", sqld=verdict)
         seen = compiled[0]
-        rest = sql[len(seen.first) :]
-        if strip_comments(rest).strip(" \t\r\n;"):
-            return StatementInfo(sql=sql, kind=Kind.UNKNOWN, error="more than one statement")
-        readonly = seen.readonly
+        catalog = next(
+            (third for code, third, _ in actions if _reads_whole_file(code, third)), None
+        )
+        if catalog is not None and seen.readonly:
+            return StatementInfo(
+                sql=sql,
+                kind=Kind.UNKNOWN,
+                error=f"reads {catalog}, which the origin answers",
+                sqld=verdict,
+            )
+        # SQLite calls "CREATE TRIGGER IF NOT EXISTS" on a trigger it has, or "DROP TRIGGER
+        # IF EXISTS" on one it lacks, read-only: a no-op *here*. The origin's schema may
+        # be ahead of this copy, so a schema statement always goes there.
+        readonly = seen.readonly and not _changes_schema(sql)
         kind = Kind.READ if readonly else Kind.WRITE
         for code, third, fourth in actions:
             if code == apsw.SQLITE_TRANSACTION:
                 kind = _transaction_kind(third or "", sql, readonly)
             elif code == apsw.SQLITE_SAVEPOINT:
-                kind = Kind.SAVEPOINT
+                kind = Kind.SAVEPOINT if (third or "").upper() == "BEGIN" else Kind.RELEASE
             elif code in (apsw.SQLITE_ATTACH, apsw.SQLITE_DETACH):
                 kind = Kind.WRITE
             elif code == apsw.SQLITE_PRAGMA and _sets_pragma(third, fourth):
@@ -275,7 +300,12 @@ class SqlInspector:
             param_names=seen.names,
             columns=seen.columns,
             is_explain=seen.explain,
+            sqld=verdict,
         )
+
+
+def _refused(sql: str, error: HranaError) -> StatementInfo:
+    return StatementInfo(sql=sql, kind=Kind.REFUSED, refusal=(error.message, error.code))
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,11 +326,9 @@ def _pragma_not_to_compile(sql: str) -> str | None:
     if match is None:
         return None
     name, value = match.group(1).lower(), match.group(2)
-    if value == "(" and name in _QUERY_PRAGMAS_WITH_ARGUMENT:
+    if value == "(" and name in _OBJECT_PRAGMAS:
         return None
-    if not value and name in _QUERY_PRAGMAS_PLAIN:
-        return None
-    return f"PRAGMA {name} may change state as it is compiled; it runs at the origin"
+    return f"PRAGMA {name} is answered by the origin"
 
 
 def _transaction_kind(operation: str, sql: str, is_readonly: bool) -> Kind:
@@ -317,4 +345,18 @@ def _transaction_kind(operation: str, sql: str, is_readonly: bool) -> Kind:
 
 
 def _sets_pragma(name: str | None, value: str | None) -> bool:
-    return value is not None and (name or "").lower() not in _QUERY_PRAGMAS_WITH_ARGUMENT
+    return value is not None and (name or "").lower() not in _OBJECT_PRAGMAS
+
+
+def _changes_schema(sql: str) -> bool:
+    return leading_words(sql, 1) in (["CREATE"], ["DROP"], ["ALTER"])
+
+
+def _reads_whole_file(code: int, table: str | None) -> bool:
+    """Whether an authorizer READ is of the catalog or of a file-wide ``pragma_*`` table."""
+    if code != apsw.SQLITE_READ or not table:
+        return False
+    table = table.lower()
+    if table.startswith("pragma_"):
+        return table.removeprefix("pragma_") not in _OBJECT_PRAGMAS
+    return table in _WHOLE_FILE_TABLES
