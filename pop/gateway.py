@@ -41,13 +41,12 @@ from pop.hrana.messages import (
 )
 from pop.origin.client import OriginClient
 from pop.origin.forward import Forwarder
-from pop.sql.inspector import Kind, SchemaObject, SqlInspector, StatementInfo
+from pop.sql.inspector import SchemaObject, SqlInspector, StatementInfo
 from pop.sql.script import split_script
 from pop.streams import Stream, StreamRegistry
 
 log = logging.getLogger(__name__)
 
-_OPENS = frozenset({Kind.BEGIN_READ, Kind.BEGIN_DEFERRED, Kind.BEGIN_WRITE, Kind.SAVEPOINT})
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
@@ -56,7 +55,7 @@ class StreamGateway:
         self.origin_url = origin_url
         self.client = OriginClient(origin_url, None, timeout=30.0)
         self.inspector = SqlInspector()
-        self.forwarder = Forwarder(self.client, self.inspector)
+        self.forwarder = Forwarder(self.client, self.inspector, holds_transactions=True)
         self.streams = StreamRegistry(idle_timeout, on_expire=self._expire)
         self._connection = asyncio.Lock()  # the origin's one connection
         self._owner: Stream | None = None
@@ -112,21 +111,19 @@ class StreamGateway:
         if isinstance(request, ExecuteReq):
             sql = stream.resolve_sql(request.stmt.sql, request.stmt.sql_id)
             result = await self.forwarder.execute(stream, request.stmt)
-            self._track(stream, [self.inspector.inspect(sql)], [True])
+            self._track([self.inspector.inspect(sql)], [True])
             return {"type": "execute", "result": result}
         if isinstance(request, BatchReq):
             sqls = [stream.resolve_sql(s.stmt.sql, s.stmt.sql_id) for s in request.batch.steps]
             outcome = await self.forwarder.batch(stream, request.batch)
             ran = [result is not None for result in outcome["step_results"]]
-            self._track(stream, [self.inspector.inspect(sql) for sql in sqls], ran)
+            self._track([self.inspector.inspect(sql) for sql in sqls], ran)
             return {"type": "batch", "result": outcome}
         if isinstance(request, SequenceReq):
             script = stream.resolve_sql(request.sql, request.sql_id)
             statements = split_script(script)
             await self.forwarder.sequence(stream, script, statements)
-            self._track(
-                stream, [self.inspector.inspect(s) for s in statements], [True] * len(statements)
-            )
+            self._track([self.inspector.inspect(s) for s in statements], [True] * len(statements))
             return {"type": "sequence"}
         if isinstance(request, StoreSqlReq):
             stream.store_sql(request.sql_id, request.sql)
@@ -138,16 +135,10 @@ class StreamGateway:
             return {"type": "get_autocommit", "is_autocommit": not stream.origin_in_transaction}
         raise HranaError(f"the gateway does not serve {request.type!r} requests", "NOT_SUPPORTED")
 
-    def _track(self, stream: Stream, infos: list[StatementInfo], ran: list[bool]) -> None:
-        for info, succeeded in zip(infos, ran, strict=True):
-            if not succeeded:
-                continue
-            if not info.is_read:
-                self._schema_stale = True
-            if info.kind in _OPENS:
-                stream.origin_in_transaction = True
-            elif info.kind is Kind.END_TRANSACTION:
-                stream.origin_in_transaction = False
+    def _track(self, infos: list[StatementInfo], ran: list[bool]) -> None:
+        """Note a schema change (whether a transaction is open the forwarder has asked)."""
+        if any(succeeded and not info.is_read for info, succeeded in zip(infos, ran, strict=True)):
+            self._schema_stale = True
 
     async def _end_transaction(self, stream: Stream) -> None:
         if stream.origin_in_transaction:

@@ -31,7 +31,6 @@ from pop.local.binding import args_refusal, parameter_display_names
 from pop.local.executor import LocalExecutor, run_batch
 from pop.local.pool import ReaderPool
 from pop.local.runner import LocalRunner
-from pop.origin.client import Dialect
 from pop.origin.forward import Forwarder
 from pop.sql.inspector import Kind, SqlInspector, StatementInfo
 from pop.sql.script import split_script
@@ -209,6 +208,7 @@ class Router:
         started = time.perf_counter()
         outcome = "error"
         reached_origin = True
+        was_in_transaction = stream.origin_in_transaction
         try:
             result = await call
             outcome = "ok"
@@ -226,16 +226,9 @@ class Router:
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
-            for info in infos:
-                if info.kind in _OPENS_TRANSACTION:
-                    # Known by now if the call got through; an origin without streams
-                    # never holds a transaction beyond one request.
-                    dialect = self._forwarder.client.dialect
-                    stream.origin_in_transaction = dialect not in (None, Dialect.BASIC)
-                elif info.kind is Kind.END_TRANSACTION:
-                    stream.origin_in_transaction = False
-            writes = any(not info.is_read for info in infos)
-            if reached_origin and writes and not stream.origin_in_transaction:
+            if reached_origin and _may_have_committed(
+                infos, was_in_transaction, stream.origin_in_transaction
+            ):
                 # Read-your-writes: the replica catches up before the client hears back,
                 # after an error too, since a sequence that failed midway applied the
                 # statements before its error.
@@ -260,6 +253,23 @@ class Router:
             "is_readonly": info.is_read or info.kind in (Kind.END_TRANSACTION, Kind.BEGIN_DEFERRED),
         }
         return Handled({"type": "describe", "result": result}, Route.LOCAL)
+
+
+def _may_have_committed(
+    infos: list[StatementInfo], was_in_transaction: bool, is_in_transaction: bool
+) -> bool:
+    """Whether a forwarded request may have committed a write at the origin.
+
+    Whether the stream is inside a transaction there, before and after, is what the
+    origin said (the forwarder asks it), not what the statements suggest: only writes
+    made wholly inside a transaction that was open before and is still open after are
+    surely not visible yet. (``INSERT ...; BEGIN`` committed its insert and left a
+    transaction open.)
+    """
+    if not any(not info.is_read for info in infos):
+        return False
+    ends = any(info.kind in (Kind.END_TRANSACTION, Kind.RELEASE) for info in infos)
+    return ends or not (was_in_transaction and is_in_transaction)
 
 
 def _refuse_as_sqld(info: StatementInfo, stmt: Stmt) -> None:

@@ -7,14 +7,13 @@ results, so it can be driven by tests and benchmarks without a server.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from pop import __version__
+from pop import __version__, legacy
 from pop.config import Settings
 from pop.engines import ReplicaEngine, open_engine
 from pop.engines.base import replica_size_bytes
@@ -26,18 +25,13 @@ from pop.hrana.errors import (
     error_result,
 )
 from pop.hrana.messages import (
-    Batch,
     BatchReq,
-    BatchStep,
     CloseReq,
     CursorBody,
     LegacyBody,
-    NamedArg,
     PipelineBody,
-    Stmt,
     StreamRequest,
 )
-from pop.hrana.values import SqlValue
 from pop.limits import Limits
 from pop.local.executor import LocalExecutor
 from pop.local.pool import ReaderPool
@@ -392,68 +386,13 @@ class PopService:
         return Answer(entries, route)
 
     async def legacy(self, body: LegacyBody) -> Answer:
-        """The original ``POST /`` API: statements in, ``{results}`` or ``{error}`` out."""
-        steps = [BatchStep(stmt=_legacy_stmt(statement)) for statement in body.statements]
+        """The original ``POST /`` API, as sqld answers it (see ``pop.legacy``)."""
+        plan = legacy.plan(body, self.inspector.inspect)
         stream = self.streams.open()
         try:
             answer, route = await self._one(
-                stream, BatchReq(type="batch", batch=Batch(steps=steps)), "legacy"
+                stream, BatchReq(type="batch", batch=plan.batch), "legacy"
             )
         finally:
             await self.router.release(stream)
-        if answer["type"] == "error":
-            return Answer(
-                [{"error": {"message": answer["error"]["message"]}} for _ in steps], route
-            )
-        result = answer["response"]["result"]
-        return Answer(
-            [
-                {"error": {"message": error["message"]}} if error else {"results": _legacy_rows(ok)}
-                for ok, error in zip(result["step_results"], result["step_errors"], strict=True)
-            ],
-            route,
-        )
-
-
-def _legacy_stmt(statement: Any) -> Stmt:
-    # Values here are already Python values, so the models are built without validation.
-    if isinstance(statement, str):
-        return Stmt(sql=statement)
-    params = statement.params
-    named: list[NamedArg] = []
-    args: list[SqlValue] = []
-    if isinstance(params, dict):
-        named = [
-            NamedArg.model_construct(name=k, value=_legacy_value(v)) for k, v in params.items()
-        ]
-    else:
-        args = [_legacy_value(value) for value in params or []]
-    return Stmt.model_construct(
-        sql=statement.q, sql_id=None, args=args, named_args=named, want_rows=True
-    )
-
-
-def _legacy_value(value: Any) -> SqlValue:
-    if value is None or isinstance(value, int | float | str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("base64"), str):
-        return base64.b64decode(value["base64"])
-    raise ProtocolError(f"unsupported parameter value {value!r}")
-
-
-def _legacy_rows(result: dict[str, Any]) -> dict[str, Any]:
-    def plain(value: dict[str, Any]) -> Any:
-        kind = value["type"]
-        if kind == "integer":
-            return int(value["value"])
-        if kind == "blob":
-            return {"base64": value["base64"]}
-        return value.get("value")
-
-    return {
-        "columns": [col["name"] for col in result["cols"]],
-        "rows": [[plain(value) for value in row] for row in result["rows"]],
-        "rows_read": result["rows_read"],
-        "rows_written": result["rows_written"],
-        "query_duration_ms": result["query_duration_ms"],
-    }
+        return Answer(legacy.answer(plan, answer), route)

@@ -1,7 +1,18 @@
-"""Forwarding a stream's requests to the origin, adapted to what the origin serves."""
+"""Forwarding a stream's requests to the origin, adapted to what the origin serves.
+
+Whether the origin is inside a transaction after a request is asked of the origin, never
+guessed from the statements sent (a failed step, a skipped ``COMMIT`` or a ``SAVEPOINT``
+leaves one open whatever the keywords say): a stream-keeping origin answers
+``get_autocommit`` in the same pipeline; on ``tursodb``, whose one shared connection
+keeps no streams, a last batch step conditioned on ``is_autocommit`` rolls back whatever
+the request left open (or, for ``edge-pop gateway``, which holds transactions itself,
+reports it).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from typing import Any
 
 from pop.hrana.errors import HranaError, is_sqld_code, sqlite_error
@@ -18,18 +29,35 @@ from pop.hrana.messages import (
 )
 from pop.hrana.values import encode_value
 from pop.local.binding import positional_args
-from pop.origin.client import WRITE_FACTS_SQL, OriginClient
+from pop.origin.client import WRITE_FACTS_SQL, Dialect, OriginClient
 from pop.sql.inspector import Kind, SqlInspector, StatementInfo
+from pop.sql.script import numbered_parameters
 from pop.streams import Stream
 
 # Codes an origin without sqld's codes (tursodb) puts on SQLite errors.
 _ENGINE_CODES = frozenset({"", "PREPARE_ERROR", "EXECUTE_ERROR", "BATCH_STEP_ERROR"})
 
 
+# Sent in place of a step whose arguments do not fit: it fails to compile anywhere, with
+# no effect, so the origin evaluates later steps' conditions as sqld would.
+_FAILS_TO_COMPILE = "SELECT edge_pop_arguments_do_not_fit()"
+_NOT_AUTOCOMMIT = {"type": "not", "cond": {"type": "is_autocommit"}}
+_OPENS = frozenset({Kind.BEGIN_READ, Kind.BEGIN_DEFERRED, Kind.BEGIN_WRITE, Kind.SAVEPOINT})
+
+log = logging.getLogger(__name__)
+
+
 class Forwarder:
-    def __init__(self, client: OriginClient, inspector: SqlInspector) -> None:
+    def __init__(
+        self, client: OriginClient, inspector: SqlInspector, *, holds_transactions: bool = False
+    ) -> None:
+        """``holds_transactions``: on an origin without streams, leave a transaction a
+        request opened open (``edge-pop gateway``, which serializes its clients), rather
+        than roll it back (a POP, which must never leave the shared connection inside one).
+        """
         self.client = client
         self._inspector = inspector
+        self._holds_transactions = holds_transactions
 
     async def execute(self, stream: Stream, stmt: Stmt) -> dict[str, Any]:
         """Run one statement at the origin; returns a Hrana statement result."""
@@ -39,7 +67,7 @@ class Forwarder:
                 stream, {"type": "execute", "stmt": self._stmt_json(stmt, sql)}, sql
             )
             return dict(result["result"])
-        outcome = await self._basic_batch([(BatchStep(stmt=stmt), sql)])
+        outcome = await self._basic_batch(stream, [(BatchStep(stmt=stmt), sql)])
         error = outcome["step_errors"][0]
         if error is not None:
             raise HranaError(error["message"], error["code"])
@@ -54,41 +82,27 @@ class Forwarder:
                 {"stmt": self._stmt_json(step.stmt, sql), **_condition_json(step.condition, None)}
                 for step, sql in resolved
             ]
-            result = await self._on_stream(stream, {"type": "batch", "batch": {"steps": steps}})
-            return self._normalized_batch(dict(result["result"]), [sql for _, sql in resolved])
-        return await self._basic_batch(resolved)
+            sqls = [sql for _, sql in resolved]
+            request = {"type": "batch", "batch": {"steps": steps}}
+            result = await self._on_stream(stream, request, *sqls)
+            return self._normalized_batch(dict(result["result"]), sqls)
+        return await self._basic_batch(stream, resolved)
 
     async def sequence(self, stream: Stream, script: str, statements: list[str]) -> None:
         """Run ``script`` (split into ``statements``) at the origin, up to its first error."""
         if await self.client.keeps_streams():
             # The origin gets the script as the client wrote it and splits it itself.
-            await self._on_stream(stream, {"type": "sequence", "sql": script})
+            await self._on_stream(stream, {"type": "sequence", "sql": script}, *statements)
             return
         steps = [
             {"stmt": {"sql": sql}, **({"condition": {"type": "ok", "step": i - 1}} if i else {})}
             for i, sql in enumerate(statements)
         ]
-        begins = [
-            i
-            for i, sql in enumerate(statements)
-            if self._inspector.inspect(sql).kind
-            in (Kind.BEGIN_DEFERRED, Kind.BEGIN_WRITE, Kind.BEGIN_READ)
-        ]
-        if begins:
-            # On an origin without streams nothing may stay open after this request: a
-            # script that failed after its own BEGIN is rolled back, as closing its
-            # stream would do on a server that keeps streams.
-            failed_inside = {
-                "type": "and",
-                "conds": [
-                    {"type": "ok", "step": begins[-1]},
-                    {"type": "not", "cond": {"type": "ok", "step": len(steps) - 1}},
-                ],
-            }
-            steps.append({"stmt": {"sql": "ROLLBACK"}, "condition": failed_inside})
         batch = Batch.model_validate({"steps": steps})
-        outcome = await self._basic_batch([(step, step.stmt.sql or "") for step in batch.steps])
-        for error in outcome["step_errors"][: len(statements)]:
+        outcome = await self._basic_batch(
+            stream, [(step, step.stmt.sql or "") for step in batch.steps]
+        )
+        for error in outcome["step_errors"]:
             if error is not None:
                 raise HranaError(error["message"], error["code"])
 
@@ -112,38 +126,66 @@ class Forwarder:
             await self.client.close_stream(baton)
 
     async def _on_stream(
-        self, stream: Stream, request: dict[str, Any], sql: str | None = None
+        self, stream: Stream, request: dict[str, Any], *sqls: str
     ) -> dict[str, Any]:
-        baton, results = await self.client.pipeline(stream.origin_baton, [request])
+        """Send ``request`` on the stream's origin stream; ``sqls`` are the statements in it."""
+        requests = [request]
+        asks = self.client.dialect is Dialect.V3 and request["type"] != "get_autocommit"
+        if asks:
+            requests.append({"type": "get_autocommit"})
+        baton, results = await self.client.pipeline(stream.origin_baton, requests)
         stream.origin_baton = baton
+        if asks and results[1].get("type") == "ok":
+            stream.origin_in_transaction = not results[1]["response"]["is_autocommit"]
+        elif request["type"] != "get_autocommit":
+            # Hrana 2 has no get_autocommit: the statements sent are all there is to go by.
+            self._follow_keywords(stream, sqls)
         outcome = results[0]
         if outcome.get("type") == "error":
-            raise self._normalized_error(outcome.get("error") or {}, sql)
+            raise self._normalized_error(outcome.get("error") or {}, sqls[0] if sqls else None)
         response: dict[str, Any] = outcome.get("response") or {}
         return response
 
-    async def _basic_batch(self, resolved: list[tuple[Any, str]]) -> dict[str, Any]:
+    def _follow_keywords(self, stream: Stream, sqls: tuple[str, ...]) -> None:
+        for sql in sqls:
+            kind = self._inspector.inspect(sql).kind
+            if kind in _OPENS:
+                stream.origin_in_transaction = True
+            elif kind is Kind.END_TRANSACTION:
+                stream.origin_in_transaction = False
+
+    async def _basic_batch(self, stream: Stream, resolved: list[tuple[Any, str]]) -> dict[str, Any]:
         """A batch for an origin without streams, with write facts asked after each write.
 
         Step ``i`` becomes step ``2i``; step ``2i+1`` reads ``changes()`` and
         ``last_insert_rowid()`` when step ``2i`` was an INSERT, UPDATE or DELETE that
-        succeeded (the origin reports neither; sqld reports them for those only).
+        succeeded (the origin reports neither; sqld reports them for those only). A last
+        step finds the connection inside a transaction, and rolls it back (see the module
+        docstring).
         """
         steps: list[dict[str, Any]] = []
         infos: list[StatementInfo] = []
+        unbound: dict[int, HranaError] = {}
         for index, (step, sql) in enumerate(resolved):
             info = self._inspector.inspect(sql)
             infos.append(info)
-            steps.append(
-                {"stmt": self._stmt_json(step.stmt, sql), **_condition_json(step.condition, 2)}
-            )
-            counts = info.sqld.counts_changes
+            try:
+                stmt = self._positional_stmt_json(step.stmt, sql)
+            except HranaError as exc:
+                # sqld fails this step when binding it, after the steps before it ran;
+                # the stand-in fails alike there, and its error is replaced by this one.
+                unbound[index] = exc
+                stmt = {"sql": _FAILS_TO_COMPILE}
+            steps.append({"stmt": stmt, **_condition_json(step.condition, 2)})
+            counts = info.sqld.counts_changes and index not in unbound
             steps.append(
                 {
                     "stmt": {"sql": WRITE_FACTS_SQL, "want_rows": True},
                     "condition": _ran_ok(2 * index) if counts else _never(2 * index),
                 }
             )
+        end = "SELECT 1" if self._holds_transactions else "ROLLBACK"
+        steps.append({"stmt": {"sql": end}, "condition": _NOT_AUTOCOMMIT})
         _, results = await self.client.pipeline(
             None, [{"type": "batch", "batch": {"steps": steps}}]
         )
@@ -151,6 +193,13 @@ class Forwarder:
         if outcome.get("type") == "error":
             raise self._normalized_error(outcome.get("error") or {}, None)
         raw = outcome["response"]["result"]
+        left_open = raw["step_results"][-1] is not None
+        stream.origin_in_transaction = left_open and self._holds_transactions
+        if left_open and not self._holds_transactions:
+            log.info(
+                "a forwarded request left the origin inside a transaction; rolled back",
+                extra={"stream": stream.id, "statements": len(resolved)},
+            )
         step_results: list[dict[str, Any] | None] = []
         step_errors: list[dict[str, Any] | None] = []
         for index, info in enumerate(infos):
@@ -166,22 +215,37 @@ class Forwarder:
                     if rowid and info.sqld.reports_rowid and rowid.get("type") == "integer"
                     else None,
                 }
+            if index in unbound:
+                error = unbound[index].to_json() if error else None
+            elif error:
+                error = self._normalized_error(error, info.sql).to_json()
             step_results.append(result)
-            step_errors.append(self._normalized_error(error, info.sql).to_json() if error else None)
+            step_errors.append(error)
         return {"step_results": step_results, "step_errors": step_errors, "replication_index": None}
 
     def _stmt_json(self, stmt: Stmt, sql: str) -> dict[str, Any]:
-        info = self._inspector.inspect(sql)
-        body: dict[str, Any] = {"sql": sql, "want_rows": stmt.want_rows}
-        if info.kind is Kind.UNKNOWN:
-            # SQLite could not number the parameters here; pass them on as they came.
-            body["args"] = [encode_value(value) for value in stmt.args]
-            body["named_args"] = [
+        """A statement for an origin that keeps streams: it binds the arguments itself."""
+        return {
+            "sql": sql,
+            "want_rows": stmt.want_rows,
+            "args": [encode_value(value) for value in stmt.args],
+            "named_args": [
                 {"name": arg.name, "value": encode_value(arg.value)} for arg in stmt.named_args
-            ]
-        else:
-            body["args"] = [encode_value(value) for value in positional_args(stmt, info)]
-        return body
+            ],
+        }
+
+    def _positional_stmt_json(self, stmt: Stmt, sql: str) -> dict[str, Any]:
+        """A statement for ``tursodb``, which drops named arguments: every value in place.
+
+        Raises ``HranaError`` (``ARGS_INVALID`` …) where the arguments do not fit, as sqld
+        would when binding them.
+        """
+        info = self._inspector.inspect(sql)
+        if info.kind is Kind.UNKNOWN:  # not compiled here: numbered from its tokens
+            names = numbered_parameters(sql)
+            info = dataclasses.replace(info, param_names=names, param_count=len(names))
+        args = [encode_value(value) for value in positional_args(stmt, info)]
+        return {"sql": sql, "want_rows": stmt.want_rows, "args": args}
 
     def _normalized_batch(self, result: dict[str, Any], sqls: list[str]) -> dict[str, Any]:
         result["step_errors"] = [

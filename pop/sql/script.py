@@ -53,3 +53,34 @@ def strip_comments(sql: str) -> str:
 def leading_words(sql: str, count: int) -> list[str]:
     """The first ``count`` bare words of ``sql``, upper-cased, comments skipped."""
     return [word.upper() for word in _WORD.findall(strip_comments(sql)[:512])[:count]]
+
+
+# Parameters as SQLite's tokenizer sees them; literals, quoted names, comments and bare
+# words are matched too, only to be skipped (a "?" or ":x" inside them is no parameter).
+_PARAMETER = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\]|--[^\n]*|/\*.*?(?:\*/|$)"""
+    r"""|[A-Za-z_][A-Za-z_0-9$]*|\?(?P<number>\d*)|[:@$](?P<name>[A-Za-z_0-9$]+)""",
+    re.DOTALL,
+)
+
+
+def numbered_parameters(sql: str) -> tuple[str | None, ...]:
+    """The parameters of one statement by index, numbered as SQLite numbers them.
+
+    Named ones by name without their prefix, ``?NNN`` as ``NNN``, a bare ``?`` as None
+    (what SQLite's ``sqlite3_bind_parameter_name`` shows, less the prefix). For statements
+    that cannot be compiled here (a table the replica has not seen yet): an origin that
+    drops named arguments (``tursodb``) then still gets every value in its place.
+    """
+    names: list[str | None] = []
+    for match in _PARAMETER.finditer(sql):
+        number, name = match.group("number"), match.group("name")
+        if number == "":
+            names.append(None)
+        elif number is not None:
+            index = int(number)
+            names.extend([None] * (index - len(names)))
+            names[index - 1] = number
+        elif name is not None and name not in names:
+            names.append(name)
+    return tuple(names)

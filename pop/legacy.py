@@ -1,0 +1,164 @@
+"""The original program's ``POST /`` API, answered as ``sqld`` answers it.
+
+``{"statements": [sql | {"q": sql, "params": [...] | {...}}]}`` runs the statements in
+order, each in autocommit, and stops at the first error: that entry is
+``{"error": "message"}`` and the ones after it are ``null``, not run. Some requests are
+refused whole, before anything runs, with an HTTP error and ``{"error": ...}``: text
+``sqld`` cannot parse or does not serve (500), more than one statement in one string, and
+statements that leave a transaction open (400).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pop.hrana.errors import ProtocolError
+from pop.hrana.messages import Batch, BatchStep, LegacyBody, LegacyQuery, NamedArg, OkCond, Stmt
+from pop.hrana.values import SqlValue
+from pop.sql.inspector import Kind, StatementInfo
+
+# What sqld answers where a statement is empty (SQLite's message for "no error").
+_EMPTY_STATEMENT = "not an error"
+_OPENS = frozenset({Kind.BEGIN_READ, Kind.BEGIN_DEFERRED, Kind.BEGIN_WRITE})
+# sqld's Hrana wording, and the legacy API's own, for the same conditions.
+_HRANA_PREFIXES = ("SQLite error: ", "SQL input error: ")
+_AT_OFFSET = re.compile(r" \(at offset (\d+)\)$")
+
+
+class LegacyRefusal(ProtocolError):
+    """A legacy request refused whole; its body is ``{"error": message}`` as sqld's is."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyPlan:
+    """The statements to run as one batch (each after the last succeeded), and whether a
+    statement after them is empty (answered ``not an error``, ending the run there)."""
+
+    batch: Batch
+    ends_with_empty: bool
+    total: int
+
+
+def plan(body: LegacyBody, inspect: Callable[[str], StatementInfo]) -> LegacyPlan:
+    """Check the request as sqld does before running it; raises ``LegacyRefusal``."""
+    steps: list[BatchStep] = []
+    in_transaction = False
+    ends_with_empty = False
+    for statement in body.statements:
+        stmt = _stmt(statement)
+        info = inspect(stmt.sql or "")
+        refusal = info.refused()
+        if refusal is not None:
+            if refusal.code == "SQL_NO_STATEMENT":
+                ends_with_empty = True
+                break
+            if refusal.code == "SQL_MANY_STATEMENTS":
+                raise LegacyRefusal(
+                    "Failed to parse query: `found more than one command in a single "
+                    "statement string. It is allowed to issue only one command per string.`",
+                    code="SQL_MANY_STATEMENTS",
+                    status=400,
+                )
+            detail = refusal.message.removeprefix("SQL string could not be parsed: ")
+            raise LegacyRefusal(f"Internal Error: `{detail}`", code=refusal.code, status=500)
+        if info.kind in _OPENS:
+            in_transaction = True
+        elif info.kind is Kind.END_TRANSACTION:
+            in_transaction = False
+        condition = OkCond(type="ok", step=len(steps) - 1) if steps else None
+        steps.append(BatchStep(stmt=stmt, condition=condition))
+    if in_transaction:
+        raise LegacyRefusal(
+            "Query error: `interactive transaction not allowed in HTTP queries`",
+            code="TRANSACTION_NOT_ALLOWED",
+            status=400,
+        )
+    return LegacyPlan(Batch(steps=steps), ends_with_empty, len(body.statements))
+
+
+def answer(legacy: LegacyPlan, outcome: dict[str, Any]) -> list[dict[str, Any] | None]:
+    """The legacy answer from the Hrana answer to ``legacy.batch``."""
+    entries: list[dict[str, Any] | None]
+    if outcome["type"] == "error":  # the batch as a whole failed (the origin is down)
+        entries = [{"error": outcome["error"]["message"]}]
+    else:
+        result = outcome["response"]["result"]
+        entries = []
+        sqls = [step.stmt.sql or "" for step in legacy.batch.steps]
+        for ok, error, sql in zip(result["step_results"], result["step_errors"], sqls, strict=True):
+            if error is not None:
+                entries.append({"error": _legacy_message(error, sql)})
+                break
+            if ok is None:
+                break
+            entries.append({"results": _rows(ok)})
+        else:
+            if legacy.ends_with_empty:
+                entries.append({"error": _EMPTY_STATEMENT})
+    return entries + [None] * (legacy.total - len(entries))
+
+
+def _legacy_message(error: dict[str, Any], sql: str) -> str:
+    """sqld's legacy wording of an error its Hrana API words otherwise."""
+    message, code = str(error["message"]), error.get("code")
+    if code == "SQL_INPUT_ERROR":
+        match = _AT_OFFSET.search(message)
+        if match is not None:
+            detail = message[len("SQL input error: ") : match.start()]
+            return f"{detail} in {sql} at offset {match.group(1)}"
+    if code == "ARGS_INVALID":
+        detail = message.removeprefix("Arguments do not match SQL parameters: ")
+        return f"LibSQL failed to bind provided query parameters: `{detail}`"
+    for prefix in _HRANA_PREFIXES:
+        message = message.removeprefix(prefix)
+    return message
+
+
+def _stmt(statement: str | LegacyQuery) -> Stmt:
+    # Values here are already Python values, so the models are built without validation.
+    if isinstance(statement, str):
+        return Stmt(sql=statement)
+    params = statement.params
+    named: list[NamedArg] = []
+    args: list[SqlValue] = []
+    if isinstance(params, dict):
+        named = [NamedArg.model_construct(name=k, value=_value(v)) for k, v in params.items()]
+    else:
+        args = [_value(value) for value in params or []]
+    return Stmt.model_construct(
+        sql=statement.q, sql_id=None, args=args, named_args=named, want_rows=True
+    )
+
+
+def _value(value: Any) -> SqlValue:
+    if value is None or isinstance(value, int | float | str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("base64"), str):
+        encoded = value["base64"]
+        return base64.b64decode(encoded + "=" * (-len(encoded) % 4))
+    raise ProtocolError(f"unsupported parameter value {value!r}")
+
+
+def _rows(result: dict[str, Any]) -> dict[str, Any]:
+    def plain(value: dict[str, Any]) -> Any:
+        kind = value["type"]
+        if kind == "integer":
+            return int(value["value"])
+        if kind == "blob":
+            return {"base64": value["base64"]}
+        return value.get("value")
+
+    return {
+        "columns": [col["name"] for col in result["cols"]],
+        "rows": [[plain(value) for value in row] for row in result["rows"]],
+        "rows_read": result["rows_read"],
+        "rows_written": result["rows_written"],
+        "query_duration_ms": result["query_duration_ms"],
+    }
