@@ -14,9 +14,9 @@ import base64
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
-from pop.hrana.errors import ProtocolError
+from pop.hrana.errors import HranaError, ProtocolError
 from pop.hrana.messages import Batch, BatchStep, LegacyBody, LegacyQuery, NamedArg, OkCond, Stmt
 from pop.hrana.values import SqlValue
 from pop.sql.inspector import Kind, StatementInfo
@@ -49,38 +49,65 @@ class LegacyPlan:
 def plan(body: LegacyBody, inspect: Callable[[str], StatementInfo]) -> LegacyPlan:
     """Check the request as sqld does before running it; raises ``LegacyRefusal``."""
     steps: list[BatchStep] = []
-    in_transaction = False
+    kinds: list[Kind] = []
     ends_with_empty = False
     for statement in body.statements:
         stmt = _stmt(statement)
         info = inspect(stmt.sql or "")
         refusal = info.refused()
+        if refusal is not None and refusal.code == "SQL_NO_STATEMENT":
+            ends_with_empty = True
+            continue
         if refusal is not None:
-            if refusal.code == "SQL_NO_STATEMENT":
-                ends_with_empty = True
-                break
-            if refusal.code == "SQL_MANY_STATEMENTS":
-                raise LegacyRefusal(
-                    "Failed to parse query: `found more than one command in a single "
-                    "statement string. It is allowed to issue only one command per string.`",
-                    code="SQL_MANY_STATEMENTS",
-                    status=400,
-                )
-            detail = refusal.message.removeprefix("SQL string could not be parsed: ")
-            raise LegacyRefusal(f"Internal Error: `{detail}`", code=refusal.code, status=500)
-        if info.kind in _OPENS:
-            in_transaction = True
-        elif info.kind is Kind.END_TRANSACTION:
-            in_transaction = False
-        condition = OkCond(type="ok", step=len(steps) - 1) if steps else None
-        steps.append(BatchStep(stmt=stmt, condition=condition))
-    if in_transaction:
+            _refuse_whole(refusal)
+        if not ends_with_empty:  # statements after an empty one are checked, never run
+            condition = OkCond(type="ok", step=len(steps) - 1) if steps else None
+            steps.append(BatchStep(stmt=stmt, condition=condition))
+        kinds.append(info.kind)
+    if Kind.RELEASE in kinds:
+        raise LegacyRefusal(
+            "Query error: `savepoints are not supported in HTTP API, use hrana protocol instead`",
+            code="SAVEPOINTS_NOT_SUPPORTED",
+            status=400,
+        )
+    if _leaves_transaction_open(kinds):
         raise LegacyRefusal(
             "Query error: `interactive transaction not allowed in HTTP queries`",
             code="TRANSACTION_NOT_ALLOWED",
             status=400,
         )
     return LegacyPlan(Batch(steps=steps), ends_with_empty, len(body.statements))
+
+
+def _refuse_whole(refusal: HranaError) -> NoReturn:
+    if refusal.code == "SQL_MANY_STATEMENTS":
+        raise LegacyRefusal(
+            "Failed to parse query: `found more than one command in a single statement "
+            "string. It is allowed to issue only one command per string.`",
+            code="SQL_MANY_STATEMENTS",
+            status=400,
+        )
+    detail = refusal.message.removeprefix("SQL string could not be parsed: ")
+    raise LegacyRefusal(f"Internal Error: `{detail}`", code=refusal.code, status=500)
+
+
+def _leaves_transaction_open(kinds: list[Kind]) -> bool:
+    """Whether sqld predicts, from statement kinds alone, a transaction left open.
+
+    Its prediction gives up (and lets the request run) once the kinds make no sense:
+    ``BEGIN`` twice, ``COMMIT`` with nothing open, or any savepoint.
+    """
+    state: bool | None = False  # in a transaction; None once the prediction is lost
+    for kind in kinds:
+        if state is None:
+            break
+        if kind in _OPENS:
+            state = None if state else True
+        elif kind is Kind.END_TRANSACTION:
+            state = False if state else None
+        elif kind in (Kind.SAVEPOINT, Kind.RELEASE):
+            state = None
+    return state is True
 
 
 def answer(legacy: LegacyPlan, outcome: dict[str, Any]) -> list[dict[str, Any] | None]:

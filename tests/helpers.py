@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import httpx
+
+from pop.localrun import ManagedProcess
 
 
 def pipeline(
@@ -37,3 +41,13 @@ def ok_result(answer: dict[str, Any], index: int = 0) -> dict[str, Any]:
 def rows(answer: dict[str, Any], index: int = 0) -> list[list[Any]]:
     result = ok_result(answer, index)["result"]
     return [[cell.get("value", cell.get("base64")) for cell in row] for row in result["rows"]]
+
+
+@contextmanager
+def running(*processes: ManagedProcess) -> Iterator[None]:
+    """Start the processes in order, each serving before the next; stop them, last first."""
+    with ExitStack() as started:
+        for process in processes:
+            process.start_and_wait()
+            started.callback(process.stop)
+        yield

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from pop.localrun import GatewayProcess, PopProcess, TursodbOrigin
-from tests.helpers import execute, pipeline, rows
+from tests.helpers import execute, pipeline, rows, running
 
 
 def _origin_in_autocommit(origin: TursodbOrigin) -> bool:
@@ -67,7 +67,7 @@ def test_no_request_leaves_the_origin_inside_a_transaction(
     with pop.client() as http:
         pipeline(http, [LEAVES_OPEN[case](table)])
         assert _origin_in_autocommit(origin), f"{case}: the origin was left in a transaction"
-        # A later write, acknowledged, is durable: visible to another connection's reader.
+        # A later write, acknowledged, is committed: not held in a transaction left open.
         written = pipeline(http, [execute(f"INSERT INTO {table} VALUES (42)")])
         assert written["results"][0]["type"] == "ok", written
     assert _origin_in_autocommit(origin)
@@ -81,16 +81,10 @@ def gateway_pops(
 ) -> Iterator[tuple[TursodbOrigin, PopProcess]]:
     workdir = tmp_path_factory.mktemp("origin-state")
     origin = TursodbOrigin(tursodb_binary, workdir)
-    origin.start_and_wait()
     gateway = GatewayProcess(origin.url, workdir)
-    gateway.start_and_wait()
     pop = PopProcess(gateway.url, workdir, region="rw", extra_env={"STREAM_IDLE_TIMEOUT": "2"})
-    pop.start_and_wait()
-    try:
+    with running(origin, gateway, pop):
         yield origin, pop
-    finally:
-        for process in (pop, gateway, origin):
-            process.stop()
 
 
 READ_YOUR_WRITES = {

@@ -252,6 +252,14 @@ LEGACY_REQUESTS: dict[str, Callable[[str], list[Any]]] = {
     ],
     "an unsupported statement refuses the whole request": lambda t: ["PRAGMA query_only = 1"],
     "an empty statement": lambda t: ["SELECT 1", "", "SELECT 2"],
+    "a syntax error after an empty statement": lambda t: ["SELECT 1", "", "SELEC 2"],
+    "a savepoint release refuses the whole request": lambda t: [
+        f"CREATE TABLE {t} (a)",
+        "SAVEPOINT a",
+        "RELEASE a",
+    ],
+    "a savepoint inside a transaction": lambda t: ["BEGIN", "SAVEPOINT x", "COMMIT"],
+    "a transaction state sqld cannot predict": lambda t: ["COMMIT", "BEGIN"],
     "a failing statement": lambda t: ["SELECT * FROM nosuch_table", "SELECT 1"],
     "a transaction that ends": lambda t: [
         f"CREATE TABLE {t} (a)",

@@ -19,7 +19,7 @@ import pytest
 
 from pop.localrun import GatewayProcess, PopProcess, TursodbOrigin
 from tests.conftest import SCHEMA
-from tests.helpers import execute, pipeline, rows
+from tests.helpers import execute, pipeline, rows, running
 
 NodeClient = Callable[..., Any]
 
@@ -30,20 +30,14 @@ def stack(
 ) -> Iterator[dict[str, Any]]:
     workdir = tmp_path_factory.mktemp("tx")
     origin = TursodbOrigin(tursodb_binary, workdir)
-    origin.start_and_wait()
-    for sql in SCHEMA:
-        origin.execute(sql)
     gateway = GatewayProcess(origin.url, workdir)
-    gateway.start_and_wait()
     eu = PopProcess(gateway.url, workdir, region="eu", extra_env={"STREAM_IDLE_TIMEOUT": "3"})
     us = PopProcess(gateway.url, workdir, region="us", token=eu.token)
-    eu.start_and_wait()
-    us.start_and_wait()
-    try:
-        yield {"origin": origin, "gateway": gateway, "eu": eu, "us": us}
-    finally:
-        for process in (us, eu, gateway, origin):
-            process.stop()
+    with running(origin):
+        for sql in SCHEMA:
+            origin.execute(sql)
+        with running(gateway, eu, us):
+            yield {"origin": origin, "gateway": gateway, "eu": eu, "us": us}
 
 
 def _count(pop: PopProcess, prefix: str) -> str:

@@ -36,6 +36,7 @@ from pop.streams import Stream
 
 # Codes an origin without sqld's codes (tursodb) puts on SQLite errors.
 _ENGINE_CODES = frozenset({"", "PREPARE_ERROR", "EXECUTE_ERROR", "BATCH_STEP_ERROR"})
+_COMPILE_PREFIXES = ("Parse error: ", "Invalid argument supplied: ")
 
 
 # Sent in place of a step whose arguments do not fit: it fails to compile anywhere, with
@@ -262,7 +263,11 @@ class Forwarder:
             return HranaError(message, code)
         if sql is None:
             return sqlite_error(message)
-        return self._inspector.inspect(sql).compile_error(message)
+        # tursodb marks what failed while compiling by code or, within a batch, by prefix.
+        failed_to_compile = code == "PREPARE_ERROR" or message.startswith(_COMPILE_PREFIXES)
+        return self._inspector.inspect(sql).compile_error(
+            message, failed_to_compile=failed_to_compile
+        )
 
 
 def _ran_ok(step: int) -> dict[str, Any]:

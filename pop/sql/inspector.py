@@ -98,6 +98,7 @@ class StatementInfo:
     columns: tuple[Column, ...] = ()
     is_explain: bool = False
     error: str | None = None  # why SQLite could not compile it, for UNKNOWN
+    compile_message: str | None = None  # SQLite's own message, when it failed to compile
     error_offset: int = -1  # where in the text SQLite placed that error, if anywhere
     refusal: tuple[str, str] | None = None  # (message, code), for REFUSED
     sqld: SqldVerdict = SERVED_READ
@@ -106,14 +107,20 @@ class StatementInfo:
         """The error sqld answers this statement with before running it, if any."""
         return HranaError(*self.refusal) if self.refusal is not None else None
 
-    def compile_error(self, message: str) -> HranaError:
+    def compile_error(self, message: str, *, failed_to_compile: bool = False) -> HranaError:
         """An error the origin reported for this statement, in sqld's terms.
 
-        When it is the error SQLite gave here while compiling, SQLite's offset in the
-        text is known too, which is what makes it an ``SQL_INPUT_ERROR`` for sqld.
+        When it is the error SQLite gave here while compiling (the same message, or the
+        origin says it too failed to compile), SQLite's own wording is used: ``tursodb``
+        words some differently ("No such table", "table 't' does not exist"). Its offset
+        in the text is then known too, which makes it an ``SQL_INPUT_ERROR`` for sqld.
         """
-        offset = self.error_offset if self.error == bare_message(message)[0] else -1
-        return sqlite_error(message, offset=offset)
+        said = self.compile_message
+        if said is not None and (
+            failed_to_compile or said.lower() == bare_message(message)[0].lower()
+        ):
+            return sqlite_error(said, offset=self.error_offset)
+        return sqlite_error(message)
 
     @property
     def is_read(self) -> bool:
@@ -215,6 +222,7 @@ class SqlInspector:
                 sql=sql,
                 kind=Kind.UNKNOWN,
                 error=str(exc),
+                compile_message=str(exc),
                 error_offset=getattr(exc, "error_offset", -1),
                 sqld=verdict,
             )

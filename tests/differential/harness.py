@@ -1,0 +1,207 @@
+"""One program, run through a POP, through ``sqld`` and through SQLite, compared unit by unit.
+
+A *stack* is a real origin, a writing POP, a second POP that learns of changes only by
+syncing, and a ``sqld`` beside them. Before each program the origin and ``sqld`` are
+emptied (every object dropped), so the same names come and go across programs, and both
+POPs must follow.
+
+Two references, two rules:
+- ``sqld`` (the libSQL server): every answer of the POP, whole, equals ``sqld``'s to the
+  same request (``normalized_answer`` says what is left out); for ``@libsql/client``
+  units, the client's results and error codes are equal.
+- SQLite (``reference.Reference``): what each statement produced (rows, types, counts,
+  failed or not) is what plain SQLite produces.
+After every unit the origin's one connection must be back in autocommit, and the writing
+POP's replica must hold what the origin holds (read-your-writes); at the end, the second
+POP and ``sqld`` must hold it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from pop.localrun import GatewayProcess, PopProcess, SqldServer, TursodbOrigin
+from tests.differential.grammar import Mode, OriginProfile, Program
+from tests.differential.outcome import Dump, Failed, Outcome, quote_identifier
+from tests.differential.reference import Reference, dump_with
+from tests.differential.through_pop import NodeClient, RawHrana, pop_query
+
+_CLIENT_MODES = frozenset(
+    {Mode.CLIENT_EXECUTE, Mode.CLIENT_BATCH, Mode.CLIENT_MULTIPLE, Mode.CLIENT_TRANSACTION}
+)
+_DROP_ORDER = {"trigger": 0, "view": 1, "index": 2, "table": 3}
+
+
+class Divergence(AssertionError):
+    pass
+
+
+def _without_codes(outcomes: list[Outcome]) -> list[Outcome]:
+    """SQLite names codes its own way (extended names); against it, failing is what counts."""
+    return [o.without_code() if isinstance(o, Failed) else o for o in outcomes]
+
+
+@dataclass
+class Stack:
+    profile: OriginProfile
+    writer: PopProcess
+    follower: PopProcess
+    node: NodeClient
+    origin: httpx.Client  # what the POPs call the origin (tursodb, or the gateway before it)
+    database: httpx.Client  # the database itself (tursodb), for its connection's state
+    sqld: SqldServer
+    sqld_http: httpx.Client
+
+    def empty(self, http: httpx.Client) -> None:
+        _, objects = pop_query(
+            http,
+            "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' "
+            "AND type IN ('trigger', 'view', 'index', 'table')",
+        )
+        drops = [
+            f"DROP {kind[1].upper()} IF EXISTS {quote_identifier(str(name[1]))}"
+            for kind, name in sorted(objects, key=lambda row: _DROP_ORDER[str(row[0][1])])
+        ]
+        _, sequence = pop_query(
+            http, "SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_sequence'"
+        )
+        drops += ["DELETE FROM sqlite_sequence"] if sequence[0][0][1] else []
+        statements = [*drops, "PRAGMA user_version = 0"]
+        answer = http.post(
+            "/v2/pipeline",
+            json={"requests": [{"type": "execute", "stmt": {"sql": sql}} for sql in statements]},
+        ).json()
+        for sql, result in zip(statements, answer["results"], strict=True):
+            assert result["type"] == "ok", (sql, answer)
+
+    def origin_in_autocommit(self) -> bool:
+        """Whether tursodb's one connection is outside any transaction, asked of it."""
+        probe = {"stmt": {"sql": "SELECT 1"}, "condition": {"type": "is_autocommit"}}
+        body = {"requests": [{"type": "batch", "batch": {"steps": [probe]}}]}
+        answer = self.database.post("/v2/pipeline", json=body).json()
+        return answer["results"][0]["response"]["result"]["step_results"][0] is not None
+
+    def sync(self, pop: PopProcess) -> None:
+        with pop.client() as http:
+            response = http.post("/sync")
+            assert response.status_code == 200, f"/sync on {pop.name}: {response.text}"
+
+    def pop_dump(self, pop: PopProcess) -> Dump:
+        with pop.client() as http:
+            return dump_with(
+                lambda sql: pop_query(http, sql),
+                lambda sql: pop_query(http, sql, from_replica=True),
+            )
+
+    def origin_dump(self) -> Dump:
+        return dump_with(lambda sql: pop_query(self.origin, sql))
+
+    def run(self, program: Program) -> None:
+        """Run ``program`` all three ways; raise ``Divergence`` at the first difference."""
+        self.empty(self.origin)
+        self.empty(self.sqld_http)
+        self.sync(self.writer)
+        self.sync(self.follower)
+        reference = Reference()
+        through_pop = RawHrana(self.writer.client())
+        through_sqld = RawHrana(httpx.Client(base_url=self.sqld.url, timeout=30))
+        try:
+            for index, unit in enumerate(program.units):
+                where = f"unit {index} ({unit.mode.value})"
+                expected = reference.run(unit)
+                if unit.mode in _CLIENT_MODES:
+                    got = self.node.run(self.writer.url, self.writer.token, unit)
+                    at_sqld = self.node.run(self.sqld.url, "", unit)
+                    self._check(got == at_sqld, where, "POP", got, "sqld", at_sqld, program)
+                else:
+                    got, answers = through_pop.answers(unit)
+                    _, sqld_answers = through_sqld.answers(unit)
+                    same = answers == sqld_answers
+                    self._check(same, where, "POP", answers, "sqld", sqld_answers, program)
+                got, expected = _without_codes(got), _without_codes(expected)
+                self._check(got == expected, where, "POP", got, "SQLite", expected, program)
+                self._check_origin_state(where, program)
+            want = reference.dump()
+            self.sync(self.follower)
+            for place, dump in (
+                ("origin", self.origin_dump()),
+                ("second POP", self.pop_dump(self.follower)),
+                ("sqld", dump_with(lambda sql: pop_query(self.sqld_http, sql))),
+            ):
+                difference = want.difference(dump)
+                if difference:
+                    raise Divergence(
+                        f"final content at the {place} differs from SQLite's: {difference}\n"
+                        f"program:\n{program.describe()}"
+                    )
+        finally:
+            through_pop.close()
+            through_sqld.close()
+            reference.close()
+
+    def _check_origin_state(self, where: str, program: Program) -> None:
+        if not self.origin_in_autocommit():
+            raise Divergence(
+                f"after {where} the origin is inside a transaction\nprogram:\n{program.describe()}"
+            )
+        at_origin, at_writer = self.origin_dump(), self.pop_dump(self.writer)
+        difference = at_origin.difference(at_writer)
+        if difference:
+            raise Divergence(
+                f"after {where} the writing POP's replica differs from the origin "
+                f"(read-your-writes): {difference}\nprogram:\n{program.describe()}"
+            )
+
+    @staticmethod
+    def _check(
+        same: bool, where: str, name: str, got: object, other: str, want: object, program: Program
+    ) -> None:
+        if not same:
+            raise Divergence(
+                f"{where} differs\n  {name}: {got}\n  {other}: {want}\n"
+                f"program:\n{program.describe()}"
+            )
+
+
+@contextmanager
+def stack(
+    kind: str, tursodb: str, sqld: str, workdir: Path, profile: OriginProfile
+) -> Iterator[Stack]:
+    """Origin ``kind`` ("tursodb" or "gateway"), two POPs, sqld and a Node client."""
+    with ExitStack() as cleanup:
+        database = TursodbOrigin(tursodb, workdir)
+        database.start_and_wait()
+        cleanup.callback(database.stop)
+        origin_url = database.url
+        if kind == "gateway":
+            gateway = GatewayProcess(database.url, workdir)
+            gateway.start_and_wait()
+            cleanup.callback(gateway.stop)
+            origin_url = gateway.url
+        reference_server = SqldServer(sqld, workdir)
+        reference_server.start_and_wait()
+        cleanup.callback(reference_server.stop)
+        # A long interval: the follower must learn of changes only from the syncs asked here.
+        quiet = {"TURSO_SYNC_INTERVAL": "3600", "LOG_LEVEL": "warning"}
+        writer = PopProcess(origin_url, workdir, region="writer", extra_env=quiet)
+        follower = PopProcess(
+            origin_url, workdir, region="follower", token=writer.token, extra_env=quiet
+        )
+        for pop in (writer, follower):
+            pop.start_and_wait()
+            cleanup.callback(pop.stop)
+        node = NodeClient()
+        cleanup.callback(node.close)
+        clients = [
+            cleanup.enter_context(httpx.Client(base_url=url, timeout=30))
+            for url in (origin_url, database.url, reference_server.url)
+        ]
+        origin_http, database_http, sqld_http = clients
+        yield Stack(
+            profile, writer, follower, node, origin_http, database_http, reference_server, sqld_http
+        )
