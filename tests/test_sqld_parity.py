@@ -213,6 +213,33 @@ def test_arguments_for_a_table_the_replica_has_not_seen(both: Both) -> None:
     both.agree([{"type": "batch", "batch": {"steps": steps}}])
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        'PRAGMA "hard_heap_limit"=1',
+        "PRAGMA [hard_heap_limit]=1",
+        ";PRAGMA hard_heap_limit=1",
+        "PRAGMA query_only=1",
+        'EXPLAIN PRAGMA "query_only"=1',
+        "EXPLAIN PRAGMA query_only=1",
+    ],
+)
+def test_connection_state_pragmas_are_refused_as_sqld_refuses_them(both: Both, sql: str) -> None:
+    # Once, these were compiled in the POP's own process (the heap limit is process-wide,
+    # and sync then failed) or forwarded to tursodb's one shared connection (every later
+    # write of every POP then failed with SQLITE_READONLY).
+    answer = both.agree([execute(sql)])
+    assert answer["results"][0]["error"]["code"] == "SQL_PARSE_ERROR"
+    t = _table()
+    both.agree(
+        [
+            execute(f"CREATE TABLE {t} (a)"),
+            execute(f"INSERT INTO {t} VALUES (zeroblob(100000))"),
+            execute(f"SELECT length(a) FROM {t}"),
+        ]
+    )
+
+
 def _legacy(http: httpx.Client, statements: list[Any]) -> tuple[int, Any]:
     response = http.post("/", json={"statements": statements})
     body = response.json()

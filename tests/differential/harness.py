@@ -27,9 +27,9 @@ import httpx
 
 from pop.localrun import GatewayProcess, PopProcess, SqldServer, TursodbOrigin
 from tests.differential.grammar import Mode, OriginProfile, Program
-from tests.differential.outcome import Dump, Failed, Outcome, quote_identifier
+from tests.differential.outcome import Dump, Failed, Outcome, Row, quote_identifier
 from tests.differential.reference import Reference, dump_with
-from tests.differential.through_pop import NodeClient, RawHrana, pop_query
+from tests.differential.through_pop import NodeClient, RawHrana, local_reads, pop_query
 
 _CLIENT_MODES = frozenset(
     {Mode.CLIENT_EXECUTE, Mode.CLIENT_BATCH, Mode.CLIENT_MULTIPLE, Mode.CLIENT_TRANSACTION}
@@ -92,11 +92,24 @@ class Stack:
             assert response.status_code == 200, f"/sync on {pop.name}: {response.text}"
 
     def pop_dump(self, pop: PopProcess) -> Dump:
+        """What ``pop`` holds, every table's and view's rows read from its own replica."""
         with pop.client() as http:
-            return dump_with(
-                lambda sql: pop_query(http, sql),
-                lambda sql: pop_query(http, sql, from_replica=True),
+            read_here = 0
+
+            def content(sql: str) -> tuple[tuple[str, ...], list[Row]]:
+                nonlocal read_here
+                answer = pop_query(http, sql)
+                read_here += 1
+                return answer
+
+            before = local_reads(http)
+            dump = dump_with(lambda sql: pop_query(http, sql), content)
+            answered = local_reads(http) - before
+            assert answered == read_here, (
+                f"{pop.name} answered {answered:g} of {read_here} content reads from its "
+                "replica; the others went to the origin (the replica lacks what they read)"
             )
+            return dump
 
     def origin_dump(self) -> Dump:
         return dump_with(lambda sql: pop_query(self.origin, sql))
