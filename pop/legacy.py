@@ -4,8 +4,8 @@
 order, each in autocommit, and stops at the first error: that entry is
 ``{"error": "message"}`` and the ones after it are ``null``, not run. Some requests are
 refused whole, before anything runs, with an HTTP error and ``{"error": ...}``: text
-``sqld`` cannot parse or does not serve (500), more than one statement in one string, and
-statements that leave a transaction open (400).
+``sqld`` cannot parse or does not serve (500); more than one statement in one string, a
+savepoint release, or statements that leave a transaction open (400).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pop.sql.inspector import Kind, StatementInfo
 # What sqld answers where a statement is empty (SQLite's message for "no error").
 _EMPTY_STATEMENT = "not an error"
 _OPENS = frozenset({Kind.BEGIN_READ, Kind.BEGIN_DEFERRED, Kind.BEGIN_WRITE})
-# sqld's Hrana wording, and the legacy API's own, for the same conditions.
+# How sqld's Hrana messages begin where its legacy ones give SQLite's message bare.
 _HRANA_PREFIXES = ("SQLite error: ", "SQL input error: ")
 _AT_OFFSET = re.compile(r" \(at offset (\d+)\)$")
 

@@ -134,6 +134,7 @@ def test_error_codes_as_sqld_gives_them(both: Both) -> None:
             execute(f"INSERT INTO {t} VALUES (3, 'three', NULL, 1)"),
             execute(f"INSERT INTO {t} VALUES (4, 'four', 1, -1)"),
             execute(f"INSERT INTO {t}_strict VALUES ('abc')"),
+            execute(f"INSERT INTO {t} (a, b, c, d) VALUES (0.5, 'half', 1, 1)"),  # MISMATCH
             execute(f"SELECT count(*) FROM {t}"),
         ]
     )

@@ -79,6 +79,25 @@ _AT_A_POSITION = re.compile(
     r"^(no such column|no such function|wrong number of arguments to function|"
     r"ambiguous column name|row value misused|table \S+ already exists)"
 )
+# SQLite's own message for each primary code (sqlite3ErrStr), which engines without codes
+# pass on bare: the message names the code.
+_CODE_OF_MESSAGE = {
+    "database is locked": 5,
+    "database table is locked": 6,
+    "out of memory": 7,
+    "attempt to write a readonly database": 8,
+    "interrupted": 9,
+    "disk I/O error": 10,
+    "database disk image is malformed": 11,
+    "database or disk is full": 13,
+    "unable to open database file": 14,
+    "string or blob too big": 18,
+    "datatype mismatch": 20,
+    "bad parameter or other API misuse": 21,
+    "authorization denied": 23,
+    "column index out of range": 25,
+    "file is not a database": 26,
+}
 _CONSTRAINT_WORDING = re.compile(r"constraint failed|^cannot store \w+ value in \w+ column")
 
 
@@ -165,6 +184,8 @@ def sqlite_error(message: str, *, primary: int | None = None, offset: int = -1) 
         return HranaError(f"SQL input error: {message} (at offset {offset})", "SQL_INPUT_ERROR")
     if primary is None and _AT_A_POSITION.search(message):
         return HranaError(f"SQL input error: {message}", "SQL_INPUT_ERROR")
+    if primary is None:
+        primary = _CODE_OF_MESSAGE.get(message)
     if primary is None:
         if _CONSTRAINT_WORDING.search(message):
             primary = CONSTRAINT
