@@ -10,7 +10,6 @@ savepoint release, or statements that leave a transaction open (400).
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any, NoReturn
 
 from pop.hrana.errors import HranaError, ProtocolError
 from pop.hrana.messages import Batch, BatchStep, LegacyBody, LegacyQuery, NamedArg, OkCond, Stmt
-from pop.hrana.values import SqlValue
+from pop.hrana.values import SqlValue, decode_blob
 from pop.sql.inspector import Kind, StatementInfo
 
 # What sqld answers where a statement is empty (SQLite's message for "no error").
@@ -168,8 +167,10 @@ def _value(value: Any) -> SqlValue:
     if value is None or isinstance(value, int | float | str):
         return value
     if isinstance(value, dict) and isinstance(value.get("base64"), str):
-        encoded = value["base64"]
-        return base64.b64decode(encoded + "=" * (-len(encoded) % 4))
+        try:
+            return decode_blob(value["base64"])
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
     raise ProtocolError(f"unsupported parameter value {value!r}")
 
 

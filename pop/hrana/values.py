@@ -41,10 +41,7 @@ def decode_value(raw: Any) -> SqlValue:
         encoded = raw.get("base64")
         if not isinstance(encoded, str):
             raise ValueError("a blob value needs 'base64' as a string")
-        try:
-            return base64.b64decode(_pad(encoded), validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ValueError(f"a blob value has invalid base64: {exc}") from None
+        return decode_blob(encoded)
     raise ValueError(f"unknown value type {kind!r}; expected null, integer, float, text or blob")
 
 
@@ -67,9 +64,12 @@ def _decode_integer(value: Any) -> int:
     return number
 
 
-def _pad(encoded: str) -> str:
-    # Clients differ on padding; the protocol allows both forms.
-    return encoded + "=" * (-len(encoded) % 4)
+def decode_blob(encoded: str) -> bytes:
+    """A blob's base64, padded or not: clients differ, and the protocol allows both."""
+    try:
+        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"a blob value has invalid base64: {exc}") from None
 
 
 def encode_value(value: SqlValue) -> dict[str, Any]:

@@ -97,8 +97,8 @@ class StatementInfo:
     param_names: tuple[str | None, ...] = ()
     columns: tuple[Column, ...] = ()
     is_explain: bool = False
-    error: str | None = None  # why SQLite could not compile it, for UNKNOWN
-    compile_message: str | None = None  # SQLite's own message, when it failed to compile
+    error: str | None = None  # why it is not answerable here, for UNKNOWN
+    compile_failed: bool = False  # error is then SQLite's own message from compiling it
     error_offset: int = -1  # where in the text SQLite placed that error, if anywhere
     refusal: tuple[str, str] | None = None  # (message, code), for REFUSED
     sqld: SqldVerdict = SERVED_READ
@@ -115,7 +115,7 @@ class StatementInfo:
         words some differently ("No such table", "table 't' does not exist"). Its offset
         in the text is then known too, which makes it an ``SQL_INPUT_ERROR`` for sqld.
         """
-        said = self.compile_message
+        said = self.error if self.compile_failed else None
         if said is not None and (
             failed_to_compile or said.lower() == bare_message(message)[0].lower()
         ):
@@ -222,7 +222,7 @@ class SqlInspector:
                 sql=sql,
                 kind=Kind.UNKNOWN,
                 error=str(exc),
-                compile_message=str(exc),
+                compile_failed=True,
                 error_offset=getattr(exc, "error_offset", -1),
                 sqld=verdict,
             )
