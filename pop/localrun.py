@@ -109,26 +109,11 @@ class ManagedProcess:
         )
 
 
-class TursodbOrigin(ManagedProcess):
-    """``tursodb FILE --sync-server``: a real origin serving Turso Sync and basic Hrana."""
-
-    # tursodb answers 404 on GET /v2, but only once it is listening.
-    ready_path = "/v2"
-    ready_status = 404
-
-    def __init__(self, binary: str | Path, workdir: Path, port: int | None = None) -> None:
-        port = port or free_port()
-        self.db_path = workdir / "origin.db"
-        super().__init__(
-            "tursodb origin",
-            [str(binary), str(self.db_path), "--sync-server", f"127.0.0.1:{port}"],
-            workdir / "origin.log",
-            os.environ,
-            port,
-        )
+class HranaServer(ManagedProcess):
+    """A server that answers Hrana over HTTP: an origin, which tests talk to directly."""
 
     def execute(self, sql: str, args: list[Any] | None = None) -> dict[str, Any]:
-        """Run one statement directly on the origin (not through a POP)."""
+        """Run one statement directly on this server (not through a POP)."""
         from pop.hrana.values import encode_value
 
         body = {
@@ -147,7 +132,26 @@ class TursodbOrigin(ManagedProcess):
         return dict(result["response"]["result"])
 
 
-class SqldServer(ManagedProcess):
+class TursodbOrigin(HranaServer):
+    """``tursodb FILE --sync-server``: a real origin serving Turso Sync and basic Hrana."""
+
+    # tursodb answers 404 on GET /v2, but only once it is listening.
+    ready_path = "/v2"
+    ready_status = 404
+
+    def __init__(self, binary: str | Path, workdir: Path, port: int | None = None) -> None:
+        port = port or free_port()
+        self.db_path = workdir / "origin.db"
+        super().__init__(
+            "tursodb origin",
+            [str(binary), str(self.db_path), "--sync-server", f"127.0.0.1:{port}"],
+            workdir / "origin.log",
+            os.environ,
+            port,
+        )
+
+
+class SqldServer(HranaServer):
     """``sqld``, the libSQL server: the reference for every Hrana answer a POP gives."""
 
     ready_path = "/health"

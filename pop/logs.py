@@ -7,6 +7,7 @@ header or a URL with credentials; as a last guard, known token values are masked
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -69,3 +70,7 @@ def setup_logging(level: str, fmt: str, secrets: list[str] | None = None) -> Non
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # libSQL's Rust core logs on its own, to stdout, past this handler: not JSON, not
+    # redacted, and repeating what the POP reports itself. Off unless the user sets it.
+    os.environ.setdefault("RUST_LOG", "off")
+    os.environ.setdefault("NO_COLOR", "1")

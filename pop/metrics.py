@@ -65,6 +65,11 @@ class PopMetrics:
         self.replica_size = Gauge(
             "edgepop_replica_size_bytes", "Size of the replica file and its WAL", registry=r
         )
+        self.replica_position = Gauge(
+            "edgepop_replica_position",
+            "Replication position of the replica (-1 when the engine has no numeric one)",
+            registry=r,
+        )
         self.redis_connected = Gauge(
             "edgepop_redis_connected", "1 while the pub/sub subscriber is connected", registry=r
         )

@@ -163,15 +163,9 @@ class PopService:
         try:
             self.engine.open()
         except Exception as exc:
-            hint = ""
-            if self.engine.name == "libsql" and "404" in str(exc):
-                hint = (
-                    " (the origin does not serve libSQL replication; tursodb --sync-server"
-                    " serves Turso Sync: try REPLICA_ENGINE=turso)"
-                )
             raise ReplicaOpenError(
                 f"cannot open the {self.engine.name} replica {self.engine.path} from "
-                f"{self.settings.origin_http_url}: {str(exc).splitlines()[0]}{hint}"
+                f"{self.settings.origin_http_url}: {str(exc).splitlines()[0]}"
             ) from exc
         self._replica_open = True
 
@@ -285,6 +279,8 @@ class PopService:
         last = self.coordinator.last_success
         self.metrics.sync_last_success_age.set(time.time() - last if last else -1)
         self.metrics.replica_size.set(replica_size_bytes(self.engine.path))
+        position = self.engine.position()
+        self.metrics.replica_position.set(int(position) if position and position.isdigit() else -1)
         self.metrics.open_streams.set(len(self.streams))
 
     # -- Hrana -------------------------------------------------------------------------

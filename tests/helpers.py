@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from pop.localrun import ManagedProcess
+from pop.localrun import ManagedProcess, PopProcess
 
 
 def pipeline(
@@ -41,6 +41,17 @@ def ok_result(answer: dict[str, Any], index: int = 0) -> dict[str, Any]:
 def rows(answer: dict[str, Any], index: int = 0) -> list[list[Any]]:
     result = ok_result(answer, index)["result"]
     return [[cell.get("value", cell.get("base64")) for cell in row] for row in result["rows"]]
+
+
+def routes(pop: PopProcess) -> dict[str, float]:
+    """How many ``execute`` requests the POP answered by each route, from its metrics."""
+    text = httpx.get(f"{pop.url}/metrics").text
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("edgepop_requests_total{") and 'request_type="execute"' in line:
+            route = line.split('route="')[1].split('"')[0]
+            counts[route] = counts.get(route, 0) + float(line.rsplit(" ", 1)[1])
+    return counts
 
 
 @contextmanager

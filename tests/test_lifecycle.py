@@ -111,7 +111,9 @@ def test_json_logs_have_one_line_per_sync_and_forwarded_write(
 @pytest.mark.parametrize(
     ("engine", "origin_up", "words"),
     [
-        ("libsql", True, "try REPLICA_ENGINE=turso"),  # tursodb serves no libSQL replication
+        # tursodb serves no libSQL replication: say so, and name the engine that fits.
+        ("libsql", True, "is not a libSQL server: the libsql engine replicates from sqld or"),
+        ("libsql", True, "for a tursodb --sync-server origin set REPLICA_ENGINE=turso"),
         ("turso", False, "cannot open the turso replica"),  # nothing to bootstrap from
     ],
 )

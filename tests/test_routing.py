@@ -8,7 +8,7 @@ import pytest
 from pop.localrun import PopProcess, TursodbOrigin
 from pop.sql.inspector import Kind, SchemaObject, SqlInspector
 from pop.sql.script import split_script
-from tests.helpers import execute, ok_result, pipeline, rows
+from tests.helpers import execute, ok_result, pipeline, routes, rows
 
 
 @pytest.fixture()
@@ -126,16 +126,6 @@ def test_schema_change_is_seen(inspector: SqlInspector) -> None:
     assert not inspector.load_schema([SchemaObject("table", "later", "CREATE TABLE later (a)")])
 
 
-def _routes(pop: PopProcess) -> dict[str, float]:
-    text = httpx.get(f"{pop.url}/metrics").text
-    counts: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("edgepop_requests_total{") and 'request_type="execute"' in line:
-            route = line.split('route="')[1].split('"')[0]
-            counts[route] = counts.get(route, 0) + float(line.rsplit(" ", 1)[1])
-    return counts
-
-
 @pytest.mark.parametrize(
     "sql",
     [
@@ -147,20 +137,20 @@ def _routes(pop: PopProcess) -> dict[str, float]:
 def test_writes_that_keyword_guessing_misses_reach_the_origin(
     sql: str, client: httpx.Client, pop: PopProcess, origin: TursodbOrigin
 ) -> None:
-    before = _routes(pop).get("origin", 0)
+    before = routes(pop).get("origin", 0)
     answer = pipeline(client, [execute(sql)])
     assert ok_result(answer)["result"]["affected_row_count"] == 1
-    assert _routes(pop).get("origin", 0) == before + 1
+    assert routes(pop).get("origin", 0) == before + 1
     assert origin.execute("SELECT count(*) FROM kv WHERE v = 'w'")["rows"][0][0]["value"] != "0"
 
 
 def test_reads_stay_local(client: httpx.Client, pop: PopProcess) -> None:
-    before = _routes(pop).get("local", 0)
+    before = routes(pop).get("local", 0)
     answer = pipeline(
         client, [execute("WITH q AS (SELECT name FROM items) SELECT count(*) FROM q")]
     )
     assert rows(answer) == [["2"]]
-    assert _routes(pop).get("local", 0) == before + 1
+    assert routes(pop).get("local", 0) == before + 1
 
 
 def test_ddl_is_forwarded_and_then_readable_locally(
@@ -175,9 +165,9 @@ def test_ddl_is_forwarded_and_then_readable_locally(
         ],
     )
     assert rows(answer, 2) == [["7"]]
-    before = _routes(pop).get("local", 0)
+    before = routes(pop).get("local", 0)
     pipeline(client, [execute("SELECT a FROM fresh")])
-    assert _routes(pop).get("local", 0) == before + 1
+    assert routes(pop).get("local", 0) == before + 1
 
 
 def test_compiled_statements_follow_schema_changes(

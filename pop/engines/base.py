@@ -25,6 +25,21 @@ class Cursor(Protocol):
     def __iter__(self) -> Iterator[Sequence[Any]]: ...
 
 
+# A DB-API cursor description: one 7-tuple per result column, or None without columns.
+Description = tuple[tuple[Any, ...], ...] | None
+
+
+class Rows:
+    """The little of a DB-API cursor the executor uses: a description and lazy rows."""
+
+    def __init__(self, description: Description, rows: Iterator[tuple[Any, ...]]) -> None:
+        self.description = description
+        self._rows = rows
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return self._rows
+
+
 class ReadConnection(Protocol):
     """A DB-API connection opened for reading the replica."""
 

@@ -1,22 +1,38 @@
-"""The ``libsql`` engine: libSQL embedded replicas through the ``libsql`` binding.
+"""The ``libsql`` engine: libSQL embedded replicas through ``libsql-experimental``.
 
-``libsql.connect(path, sync_url=..., auth_token=...)`` keeps the replica file and its
-replication metadata side by side; ``conn.sync()`` pulls frames from the origin's
-replication service (the libSQL server's gRPC API, which ``tursodb`` does not offer).
+``libsql_experimental.connect(path, sync_url=...)`` keeps the replica file and, beside
+it, ``<file>-client_wal_index``: the origin's log id and the last frame applied. Each
+``sync()`` pulls the frames after that one from the libSQL server (``sqld``, Turso) over
+gRPC-web on its HTTP port. ``tursodb`` does not serve this protocol; its origins are
+replicated by the ``turso`` engine.
+
+Reads use plain SQLite (apsw) connections on the same file: the replica is an ordinary
+WAL database, and apsw offers what the binding lacks (interrupting a statement, the
+columns of a result without rows).
 """
 
 from __future__ import annotations
 
 import logging
+import struct
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import libsql
+import apsw
+import httpx
+import libsql_experimental
 
 from pop.config import Settings
-from pop.engines.base import ReadConnection, SyncResult, replica_size_bytes
+from pop.engines.base import Description, Rows, SyncResult, replica_size_bytes
 
 log = logging.getLogger(__name__)
+
+# <file>-client_wal_index, as libSQL writes it after each applied transaction: the log id
+# (16 bytes), the last committed frame number and padding (little-endian u64s).
+_WAL_INDEX = struct.Struct("<16sQQ")
+_NO_FRAME = 2**64 - 1
+_READER_BUSY_MS = 5000
 
 
 class LibsqlEngine:
@@ -27,47 +43,110 @@ class LibsqlEngine:
         self._sync_url = settings.origin_http_url
         token = settings.turso_auth_token
         self._auth_token = token.get_secret_value() if token else ""
-        self._sync_conn: Any = None
+        self._replica: Any = None
+        # Cached for request paths (see ReplicaEngine.position); set on the sync thread.
         self._frame: int | None = None
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         existed = self.path.exists() and self.path.stat().st_size > 0
-        self._sync_conn = self._connect()
-        self.sync()
+        try:
+            self._replica = libsql_experimental.connect(
+                str(self.path), sync_url=self._sync_url, auth_token=self._auth_token
+            )
+            self._replica.sync()
+        except ValueError as exc:
+            raise RuntimeError(f"{exc}{self._origin_hint()}") from None
+        self._frame = self._applied_frame()
         log.info(
             "replica opened",
-            extra={"engine": self.name, "path": str(self.path), "bootstrapped": not existed},
+            extra={
+                "engine": self.name,
+                "path": str(self.path),
+                "bootstrapped": not existed,
+                "position": self.position(),
+            },
         )
 
-    def _connect(self) -> Any:
-        return libsql.connect(str(self.path), sync_url=self._sync_url, auth_token=self._auth_token)
-
     def sync(self) -> SyncResult:
-        if self._sync_conn is None:
+        if self._replica is None:
             raise RuntimeError("the replica is not open")
         before = self._frame
-        outcome = self._sync_conn.sync()
-        frame = outcome if isinstance(outcome, int) else None
-        self._frame = frame
-        return SyncResult(changed=frame != before, position=self.position())
+        self._replica.sync()
+        self._frame = self._applied_frame()
+        return SyncResult(changed=self._frame != before, position=self.position())
 
     def position(self) -> str | None:
         return str(self._frame) if self._frame is not None else None
 
     def is_bookkeeping(self, name: str) -> bool:
-        return False  # libSQL copies the origin's pages; its metadata lives beside the file
+        return False  # libSQL's replication metadata lives beside the file, not in it
 
-    def connect_reader(self) -> ReadConnection:
-        conn = self._connect()
-        conn.isolation_level = None
-        conn.execute("PRAGMA query_only=1")
-        return cast(ReadConnection, conn)
+    def connect_reader(self) -> SqliteReader:
+        return SqliteReader(self.path)
 
     def stats(self) -> dict[str, Any]:
         return {"frame": self._frame, "size_bytes": replica_size_bytes(self.path)}
 
     def close(self) -> None:
-        if self._sync_conn is not None:
-            self._sync_conn.close()
-            self._sync_conn = None
+        if self._replica is not None:
+            self._replica.close()
+            self._replica = None
+
+    def _applied_frame(self) -> int | None:
+        """The last frame libSQL applied, from the index it keeps beside the replica."""
+        try:
+            raw = self.path.with_name(self.path.name + "-client_wal_index").read_bytes()
+        except FileNotFoundError:
+            return None
+        if len(raw) < _WAL_INDEX.size:
+            return None
+        _, frame, _ = _WAL_INDEX.unpack_from(raw)
+        return None if frame == _NO_FRAME else int(frame)
+
+    def _origin_hint(self) -> str:
+        """Why a handshake may have failed, when the origin is not a libSQL server at all."""
+        try:
+            answer = httpx.get(f"{self._sync_url}/version", timeout=3)
+        except httpx.HTTPError:
+            return ""
+        if answer.status_code == 404:
+            return (
+                f" ({self._sync_url} answers GET /version with 404, so it is not a libSQL"
+                " server: the libsql engine replicates from sqld or Turso; for a"
+                " tursodb --sync-server origin set REPLICA_ENGINE=turso)"
+            )
+        return ""
+
+
+class SqliteReader:
+    """A read-only SQLite connection on the replica file."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        self._conn.set_busy_timeout(_READER_BUSY_MS)
+        self._description: Any = None
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self._conn.in_transaction)
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Rows:
+        cursor = self._conn.cursor()
+        # apsw gives no columns once a statement has finished (a result without rows):
+        # they are taken when it is prepared, before its first step.
+        described: list[Description] = []
+
+        def note_columns(prepared: apsw.Cursor, _sql: str, _bindings: Any) -> bool:
+            described.append(prepared.description)
+            return True
+
+        cursor.exec_trace = note_columns
+        rows: Iterator[tuple[Any, ...]] = cursor.execute(sql, tuple(parameters))
+        return Rows(described[0] if described else None, rows)
+
+    def interrupt(self) -> None:
+        self._conn.interrupt()
+
+    def close(self) -> None:
+        self._conn.close()

@@ -18,7 +18,7 @@ import turso.sync
 from turso._turso import PyTursoStatusCode as Status
 
 from pop.config import Settings
-from pop.engines.base import ReadConnection, SyncResult, replica_size_bytes
+from pop.engines.base import Description, ReadConnection, Rows, SyncResult, replica_size_bytes
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,6 @@ class TursoSyncEngine:
 
 _STATEMENT_CACHE = 256
 CACHED_SQL_MAX_CHARS = 16 * 1024
-# A DB-API cursor description: one 7-tuple per result column, or None without columns.
-_Description = tuple[tuple[Any, ...], ...] | None
 
 
 class TursoReader:
@@ -119,13 +117,13 @@ class TursoReader:
         self._conn = conn
         self._raw = conn._conn  # pyturso's low-level connection: prepare, bind, step
         # sql -> (compiled statement, its DB-API description)
-        self._statements: OrderedDict[str, tuple[Any, _Description]] = OrderedDict()
+        self._statements: OrderedDict[str, tuple[Any, Description]] = OrderedDict()
 
     @property
     def in_transaction(self) -> bool:
         return not self._raw.get_auto_commit()
 
-    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Rows:
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Rows:
         """Start ``sql``; its rows are stepped as the caller iterates over the result."""
         stmt, description = self._statement(sql)
         try:
@@ -136,7 +134,7 @@ class TursoReader:
         except Exception:
             self._done_with(sql, stmt)
             raise
-        return _Rows(description, self._rows(sql, stmt, first))
+        return Rows(description, self._rows(sql, stmt, first))
 
     def interrupt(self) -> None:
         self._raw.interrupt()
@@ -170,7 +168,7 @@ class TursoReader:
             self._forget(sql)
         self._conn.close()
 
-    def _statement(self, sql: str) -> tuple[Any, _Description]:
+    def _statement(self, sql: str) -> tuple[Any, Description]:
         cached = self._statements.get(sql)
         if cached is not None:
             self._statements.move_to_end(sql)
@@ -199,14 +197,3 @@ class TursoReader:
         while (status := stmt.step()) == Status.Io:
             stmt.run_io()
         return status
-
-
-class _Rows:
-    """The little of a DB-API cursor the executor uses: a description and lazy rows."""
-
-    def __init__(self, description: _Description, rows: Iterator[tuple[Any, ...]]) -> None:
-        self.description = description
-        self._rows = rows
-
-    def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        return self._rows

@@ -117,7 +117,8 @@ def run_batch(
 
 def engine_error(exc: Exception) -> HranaError:
     """A DB-API exception from an engine as the error sqld would give."""
-    code = getattr(exc, "sqlite_errorcode", None)
+    # The primary code, where the binding keeps one: sqlite3-style or apsw's ``result``.
+    code = getattr(exc, "sqlite_errorcode", getattr(exc, "result", None))
     return sqlite_error(
         str(exc) or type(exc).__name__, primary=code if isinstance(code, int) else None
     )
