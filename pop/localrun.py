@@ -125,7 +125,7 @@ class HranaServer(ManagedProcess):
                 }
             ],
         }
-        answer = httpx.post(f"{self.url}/v2/pipeline", json=body, timeout=10).json()
+        answer = httpx.post(f"{self.url}/v2/pipeline", json=body, timeout=60).json()
         result = answer["results"][0]
         if result["type"] != "ok":
             raise RuntimeError(f"origin refused {sql!r}: {result['error']['message']}")

@@ -6,9 +6,10 @@ it, ``<file>-client_wal_index``: the origin's log id and the last frame applied.
 gRPC-web on its HTTP port. ``tursodb`` does not serve this protocol; its origins are
 replicated by the ``turso`` engine.
 
-Reads use plain SQLite (apsw) connections on the same file: the replica is an ordinary
-WAL database, and apsw offers what the binding lacks (interrupting a statement, the
-columns of a result without rows).
+The library runs in a child process (``pop.engines.libsql_sync`` says why). Reads use
+plain SQLite (apsw) connections on the same file: the replica is an ordinary WAL
+database, and apsw offers what the binding lacks (interrupting a statement, the columns
+of a result without rows).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from typing import Any
 
 import apsw
 import httpx
-import libsql_experimental
 
 from pop.config import Settings
 from pop.engines.base import Description, Rows, SyncResult, replica_size_bytes
+from pop.engines.libsql_sync import SyncProcess
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ class LibsqlEngine:
         self._sync_url = settings.origin_http_url
         token = settings.turso_auth_token
         self._auth_token = token.get_secret_value() if token else ""
-        self._replica: Any = None
+        self._sync_timeout = settings.sync_timeout
+        self._syncer: SyncProcess | None = None
         # Cached for request paths (see ReplicaEngine.position); set on the sync thread.
         self._frame: int | None = None
 
@@ -51,13 +53,10 @@ class LibsqlEngine:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
-            self._replica = libsql_experimental.connect(
-                str(self.path), sync_url=self._sync_url, auth_token=self._auth_token
-            )
-            self._replica.sync()
-        except ValueError as exc:
+            # Unbounded: a first sync copies the whole database, however long that takes.
+            self._pull(timeout=None)
+        except RuntimeError as exc:
             raise RuntimeError(f"{exc}{self._origin_hint()}") from None
-        self._frame = self._applied_frame()
         log.info(
             "replica opened",
             extra={
@@ -69,12 +68,15 @@ class LibsqlEngine:
         )
 
     def sync(self) -> SyncResult:
-        if self._replica is None:
-            raise RuntimeError("the replica is not open")
         before = self._frame
-        self._replica.sync()
-        self._frame = self._applied_frame()
+        self._pull(timeout=self._sync_timeout)
         return SyncResult(changed=self._frame != before, position=self.position())
+
+    def _pull(self, timeout: float | None) -> None:
+        if self._syncer is None or not self._syncer.alive:
+            self._syncer = SyncProcess(str(self.path), self._sync_url, self._auth_token)
+        self._syncer.sync(timeout)
+        self._frame = self._applied_frame()
 
     def position(self) -> str | None:
         return str(self._frame) if self._frame is not None else None
@@ -89,9 +91,9 @@ class LibsqlEngine:
         return {"frame": self._frame, "size_bytes": replica_size_bytes(self.path)}
 
     def close(self) -> None:
-        if self._replica is not None:
-            self._replica.close()
-            self._replica = None
+        if self._syncer is not None:
+            self._syncer.close()
+            self._syncer = None
 
     def _applied_frame(self) -> int | None:
         """The last frame libSQL applied, from the index it keeps beside the replica."""
