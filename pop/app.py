@@ -75,6 +75,12 @@ class _DataEndpoint:
                     code="UNAUTHORIZED",
                     status=401,
                 )
+            if not self._service.ready:
+                raise ProtocolError(
+                    f"this POP is not serving yet: {self._service.readiness()}",
+                    code="REPLICA_NOT_OPEN",
+                    status=503,
+                )
             body = await _read_body(scope, receive, self._limit)
             reply, route = await _cancelled_on_disconnect(
                 self._handler(body, self._endpoint), receive

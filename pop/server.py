@@ -43,8 +43,11 @@ def serve(env_file: str | None = ".env") -> int:
         # clear line instead of a server start-up traceback.
         service.open_replica()
     except ReplicaOpenError as exc:
-        log.error("%s", exc)
-        return 1
+        if not exc.retryable:
+            log.error("%s", exc)
+            return 1
+        # The origin may come up later: serve /ready (503, with this reason) meanwhile.
+        log.warning("%s; serving not-ready and retrying", exc)
     app = create_app(service)
     log.info(
         "starting POP",

@@ -16,7 +16,7 @@ from typing import Any
 from pop import __version__, legacy
 from pop.config import Settings
 from pop.engines import ReplicaEngine, open_engine
-from pop.engines.base import replica_size_bytes
+from pop.engines.base import WrongOrigin, replica_size_bytes
 from pop.hrana.errors import (
     HranaError,
     OriginUnavailable,
@@ -52,6 +52,14 @@ log = logging.getLogger(__name__)
 
 class ReplicaOpenError(Exception):
     """The replica could not be opened or bootstrapped; the message says why."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable  # False: the configuration is wrong, not the network
+
+
+# Between attempts to open a replica whose origin could not be reached at start.
+OPEN_RETRY_SECONDS = (1.0, 2.0, 4.0, 8.0, 15.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +125,8 @@ class PopService:
         self._last_sync_error: str | None = None
         self.watchdog = LoopWatchdog(settings.watchdog_timeout)
         self._replica_open = False
+        self._open_error: str | None = None
+        self._opening: asyncio.Task[None] | None = None
         self.ready = False
         self._interval_task: asyncio.Task[None] | None = None
         self.metrics.info.info(
@@ -126,9 +136,40 @@ class PopService:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        started = time.perf_counter()
+        """Serve; if the replica cannot be opened yet, keep trying in the background.
+
+        Until it opens, ``/ready`` answers 503 with the reason and the data endpoints
+        refuse with 503: a POP never answers from a replica it does not have.
+        """
         if not self._replica_open:
-            await asyncio.to_thread(self.open_replica)
+            try:
+                await asyncio.to_thread(self.open_replica)
+            except ReplicaOpenError as exc:
+                if not exc.retryable:
+                    raise
+                self._open_error = str(exc)
+                self._opening = asyncio.create_task(self._open_when_possible(), name="open")
+                return
+        await self._serve_replica()
+
+    async def _open_when_possible(self) -> None:
+        attempt = 0
+        while not self._replica_open:
+            delay = OPEN_RETRY_SECONDS[min(attempt, len(OPEN_RETRY_SECONDS) - 1)]
+            log.warning(
+                "replica not open; retrying", extra={"error": self._open_error, "in_s": delay}
+            )
+            await asyncio.sleep(delay)
+            attempt += 1
+            try:
+                await asyncio.to_thread(self.open_replica)
+            except ReplicaOpenError as exc:
+                self._open_error = str(exc)
+        self._open_error = None
+        await self._serve_replica()
+
+    async def _serve_replica(self) -> None:
+        started = time.perf_counter()
         await self._reload_schema()
         outcome = await self.coordinator.request("startup")
         if not outcome.ok:
@@ -165,12 +206,15 @@ class PopService:
         except Exception as exc:
             raise ReplicaOpenError(
                 f"cannot open the {self.engine.name} replica {self.engine.path} from "
-                f"{self.settings.origin_http_url}: {str(exc).splitlines()[0]}"
+                f"{self.settings.origin_http_url}: {str(exc).splitlines()[0]}",
+                retryable=not isinstance(exc, WrongOrigin),
             ) from exc
         self._replica_open = True
 
     async def stop(self) -> None:
         self.ready = False
+        if self._opening is not None:
+            self._opening.cancel()
         self.watchdog.stop()
         if self._interval_task is not None:
             self._interval_task.cancel()
@@ -249,6 +293,8 @@ class PopService:
 
     def readiness(self) -> str | None:
         """Why this POP should not get traffic now, or None when it should."""
+        if self._open_error is not None:
+            return f"{self._open_error}; retrying"
         if not self.ready:
             return "starting: the replica is not open or its first sync has not run"
         if self._replica_behind:

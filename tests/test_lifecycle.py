@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pop.localrun import PopProcess, TursodbOrigin
-from tests.helpers import execute, pipeline, rows
+from pop.localrun import HranaServer, PopProcess, SqldServer, TursodbOrigin
+from tests.helpers import execute, pipeline, routes, rows
 
 
 def test_restart_does_not_bootstrap_again(tursodb_binary: str, tmp_path: Path) -> None:
@@ -108,16 +108,50 @@ def test_json_logs_have_one_line_per_sync_and_forwarded_write(
     assert pop.token not in pop.log_path.read_text()
 
 
+@pytest.mark.parametrize("engine", ["turso", "libsql"])
+def test_origin_unreachable_at_first_start_then_ready_once_it_comes_up(
+    engine: str, tursodb_binary: str, sqld_binary: str, tmp_path: Path
+) -> None:
+    """The origin is down when the POP first starts: not ready, saying why, until it is up."""
+    origin: HranaServer = (
+        TursodbOrigin(tursodb_binary, tmp_path / "origin")
+        if engine == "turso"
+        else SqldServer(sqld_binary, tmp_path / "origin")
+    )
+    pop = PopProcess(origin.url, tmp_path / "pop", region="early", engine=engine)
+    try:
+        pop.start()
+        pop.wait_until(f"{pop.url}/ready", 30, expect_status=503)
+        reason = httpx.get(f"{pop.url}/ready").json()["reason"]
+        assert f"cannot open the {engine} replica" in reason and "retrying" in reason, reason
+        with pop.client() as http:
+            refused = http.post("/v2/pipeline", json={"requests": [execute("SELECT 1")]})
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["code"] == "REPLICA_NOT_OPEN", refused.text
+
+        origin.start_and_wait()
+        origin.execute("CREATE TABLE early (x)")
+        origin.execute("INSERT INTO early VALUES ('arrived')")
+        pop.wait_until(f"{pop.url}/ready", 60)
+        with pop.client() as http:
+            assert http.post("/sync").json()["ok"]
+            local = routes(pop).get("local", 0)
+            assert rows(pipeline(http, [execute("SELECT x FROM early")])) == [["arrived"]]
+            assert routes(pop).get("local", 0) == local + 1
+    finally:
+        pop.stop()
+        origin.stop()
+
+
 @pytest.mark.parametrize(
     ("engine", "origin_up", "words"),
     [
         # tursodb serves no libSQL replication: say so, and name the engine that fits.
         ("libsql", True, "is not a libSQL server: the libsql engine replicates from sqld or"),
         ("libsql", True, "for a tursodb --sync-server origin set REPLICA_ENGINE=turso"),
-        ("turso", False, "cannot open the turso replica"),  # nothing to bootstrap from
     ],
 )
-def test_a_replica_that_cannot_be_opened_stops_the_pop_with_one_clear_line(
+def test_a_pop_pointed_at_the_wrong_kind_of_origin_stops_with_one_clear_line(
     engine: str, origin_up: bool, words: str, tursodb_binary: str, tmp_path: Path
 ) -> None:
     origin = TursodbOrigin(tursodb_binary, tmp_path)

@@ -54,6 +54,10 @@ class ReadConnection(Protocol):
     def close(self) -> None: ...
 
 
+class WrongOrigin(Exception):
+    """The origin is not one this engine replicates from: retrying cannot help."""
+
+
 @dataclass(frozen=True, slots=True)
 class SyncResult:
     changed: bool

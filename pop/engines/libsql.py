@@ -24,7 +24,7 @@ import apsw
 import httpx
 
 from pop.config import Settings
-from pop.engines.base import Description, Rows, SyncResult, replica_size_bytes
+from pop.engines.base import Description, Rows, SyncResult, WrongOrigin, replica_size_bytes
 from pop.engines.libsql_sync import SyncProcess
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,10 @@ class LibsqlEngine:
             # Unbounded: a first sync copies the whole database, however long that takes.
             self._pull(timeout=None)
         except RuntimeError as exc:
-            raise RuntimeError(f"{exc}{self._origin_hint()}") from None
+            hint = self._origin_hint()
+            if hint:
+                raise WrongOrigin(f"{exc}{hint}") from None
+            raise
         log.info(
             "replica opened",
             extra={
