@@ -42,6 +42,7 @@ WRAPPED_IN_A_TRANSACTION = frozenset({Mode.BATCH, Mode.CLIENT_BATCH})
 class Feature(enum.Enum):
     WITHOUT_ROWID = "WITHOUT ROWID tables"
     TRANSACTION_CONTROL = "BEGIN/COMMIT/SAVEPOINT as separate statements"
+    LATE_ROW_MISMATCH = "INSERT OR IGNORE/REPLACE of rows, a later one no integer for the rowid"
 
 
 @dataclass(frozen=True)
@@ -122,14 +123,24 @@ def literal(value: SqlValue) -> str:
     return repr(value)
 
 
-@st.composite
-def _value_sql(draw: st.DrawFn, args: list[SqlValue]) -> str:
+def _value_sql(args: list[SqlValue]) -> st.SearchStrategy[str]:
     """A value as a literal or as a bound parameter (appended to ``args``)."""
-    value = draw(VALUES)
+    return VALUES.flatmap(lambda value: _sql_of(value, args))
+
+
+@st.composite
+def _sql_of(draw: st.DrawFn, value: SqlValue, args: list[SqlValue]) -> str:
     if draw(st.booleans()):
         args.append(value)
         return "?"
     return literal(value)
+
+
+def _fits_rowid(value: SqlValue) -> bool:
+    """Whether SQLite takes the value as a rowid (NULL: it picks one)."""
+    if isinstance(value, float):
+        return value.is_integer() and abs(value) < 2**63
+    return value is None or isinstance(value, int)
 
 
 _CREATE_TABLE = (
@@ -208,10 +219,13 @@ def dml(draw: st.DrawFn) -> Stmt:
     choice = draw(st.integers(0, 5))
     if choice <= 1:
         verb = draw(st.sampled_from(["INSERT", "INSERT OR IGNORE", "INSERT OR REPLACE", "REPLACE"]))
-        rows = draw(st.integers(1, 3))
+        rows = [[draw(VALUES) for _ in range(3)] for _ in range(draw(st.integers(1, 3)))]
         tuples = ", ".join(
-            "(" + ", ".join(draw(_value_sql(args)) for _ in range(3)) + ")" for _ in range(rows)
+            "(" + ", ".join(draw(_sql_of(value, args)) for value in row) + ")" for row in rows
         )
+        # Column a is the rowid: a later row that is no integer fails the statement part-way
+        # (under OR IGNORE/REPLACE, sqld's SQLite then keeps the earlier rows: SQLD_GAPS).
+        late_mismatch = verb != "INSERT" and any(not _fits_rowid(row[0]) for row in rows[1:])
         upsert = ""
         if verb == "INSERT":
             upsert = draw(
@@ -225,7 +239,10 @@ def dml(draw: st.DrawFn) -> Stmt:
                 )
             )
         sql = f"{verb} INTO {t} (a, b, c) VALUES {tuples}{upsert}{returning}"
-        return Stmt(sql, tuple(args), not unordered, counts_changes=True, inserts=True)
+        features = frozenset({Feature.LATE_ROW_MISMATCH}) if late_mismatch else frozenset()
+        return Stmt(
+            sql, tuple(args), not unordered, counts_changes=True, inserts=True, features=features
+        )
     if choice == 2:
         n = draw(st.integers(1, 4))
         sql = (
