@@ -19,6 +19,7 @@ from pop.engines import ReplicaEngine, open_engine
 from pop.engines.base import WrongOrigin, replica_size_bytes
 from pop.hrana.errors import (
     HranaError,
+    OriginStreamLost,
     OriginUnavailable,
     OutcomeUnknown,
     ProtocolError,
@@ -372,6 +373,8 @@ class PopService:
         try:
             self.limits.check_request(request)
             handled = await self.router.handle(stream, request)
+        except OriginStreamLost:
+            raise  # the whole call is answered as the origin answered it (see pop.app)
         except (HranaError, ProtocolError) as exc:
             outcome = "error"
             if isinstance(exc, OriginUnavailable):

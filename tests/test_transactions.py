@@ -1,9 +1,10 @@
-"""Interactive write transactions over several HTTP calls.
+"""Interactive write transactions over several HTTP calls, through POPs.
 
-They need an origin that keeps streams. Turso Cloud and ``sqld`` do, but neither can be had
-here, and ``tursodb`` does not (one shared connection, batons echoed). The origin in these
-tests is therefore ``tursodb`` behind ``edge-pop gateway``, which gives every client a real
-stream on that one connection and makes everyone else wait while a transaction is open.
+They need an origin that keeps streams, and run against both kinds here: ``sqld`` (the
+libSQL server, as Turso runs it) with POPs on the ``libsql`` engine, and ``tursodb``
+behind ``edge-pop gateway`` (which gives every client a real stream on tursodb's one
+connection and makes everyone else wait while a transaction is open) with POPs on the
+``turso`` engine. Bare ``tursodb`` keeps no streams: see ``tests/test_clients_js.py``.
 """
 
 from __future__ import annotations
@@ -11,33 +12,46 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from pop.localrun import GatewayProcess, PopProcess, TursodbOrigin
+from pop.localrun import GatewayProcess, HranaServer, PopProcess, SqldServer, TursodbOrigin
 from tests.conftest import SCHEMA
 from tests.helpers import execute, pipeline, rows, running
 
 NodeClient = Callable[..., Any]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["sqld", "gateway"])
 def stack(
-    tursodb_binary: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tursodb_binary: str,
+    sqld_binary: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, Any]]:
-    workdir = tmp_path_factory.mktemp("tx")
-    origin = TursodbOrigin(tursodb_binary, workdir)
-    gateway = GatewayProcess(origin.url, workdir)
-    eu = PopProcess(gateway.url, workdir, region="eu", extra_env={"STREAM_IDLE_TIMEOUT": "3"})
-    us = PopProcess(gateway.url, workdir, region="us", token=eu.token)
-    with running(origin):
+    workdir = tmp_path_factory.mktemp(f"tx-{request.param}")
+    servers: list[HranaServer | GatewayProcess]
+    if request.param == "sqld":
+        origin: HranaServer = SqldServer(sqld_binary, workdir)
+        servers, url, engine = [origin], origin.url, "libsql"
+    else:
+        origin = TursodbOrigin(tursodb_binary, workdir)
+        gateway = GatewayProcess(origin.url, workdir)
+        servers, url, engine = [origin, gateway], gateway.url, "turso"
+    eu = PopProcess(
+        url, workdir, region="eu", engine=engine, extra_env={"STREAM_IDLE_TIMEOUT": "3"}
+    )
+    us = PopProcess(url, workdir, region="us", engine=engine, token=eu.token)
+    with ExitStack() as stop:
+        stop.enter_context(running(servers[0]))
         for sql in SCHEMA:
             origin.execute(sql)
-        with running(gateway, eu, us):
-            yield {"origin": origin, "gateway": gateway, "eu": eu, "us": us}
+        stop.enter_context(running(*servers[1:], eu, us))
+        yield {"origin": origin, "eu": eu, "us": us}
 
 
 def _count(pop: PopProcess, prefix: str) -> str:

@@ -126,6 +126,14 @@ class ProtocolError(Exception):
         return {"error": self.message, "message": self.message, "code": self.code}
 
 
+class OriginStreamLost(ProtocolError):
+    """The origin ended a client's stream (it expired there, or it refused the baton).
+
+    sqld answers such a call with an HTTP error for the whole pipeline; the POP passes
+    that answer on as it came, and the client's stream ends with it.
+    """
+
+
 class OriginUnavailable(HranaError):
     """The origin could not be reached or answered with something other than Hrana."""
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import orjson
 
-from pop.hrana.errors import HranaError, OriginUnavailable, OutcomeUnknown
+from pop.hrana.errors import HranaError, OriginStreamLost, OriginUnavailable, OutcomeUnknown
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class OriginClient:
             # invite a retry that applies a write twice.
             raise OutcomeUnknown(self.base_url, _describe_transport(exc)) from None
         if response.status_code != 200:
-            raise _status_error(self.base_url, response)
+            raise _status_error(self.base_url, response, in_stream=baton is not None)
         try:
             answer = orjson.loads(response.content)
             results = answer["results"]
@@ -106,7 +106,7 @@ class OriginClient:
         """Best effort: the origin expires an abandoned stream by itself anyway."""
         try:
             await self.pipeline(baton, [{"type": "close"}])
-        except HranaError as exc:
+        except (HranaError, OriginStreamLost) as exc:
             log.debug("closing an origin stream failed", extra={"error": exc.message})
 
     async def aclose(self) -> None:
@@ -117,7 +117,9 @@ class OriginClient:
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
-def _status_error(origin: str, response: httpx.Response) -> HranaError:
+def _status_error(
+    origin: str, response: httpx.Response, *, in_stream: bool
+) -> HranaError | OriginStreamLost:
     if response.status_code in (401, 403):
         return OriginUnavailable(
             origin,
@@ -127,7 +129,10 @@ def _status_error(origin: str, response: httpx.Response) -> HranaError:
     try:
         body = orjson.loads(response.content)
         if isinstance(body, dict) and isinstance(body.get("message"), str):
-            return HranaError(body["message"], str(body.get("code") or "SQLITE_ERROR"))
+            code = str(body.get("code") or "SQLITE_ERROR")
+            if in_stream and response.status_code < 500:
+                return OriginStreamLost(body["message"], code, response.status_code)
+            return HranaError(body["message"], code)
     except orjson.JSONDecodeError:
         pass
     text = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 from typing import Any
 
-from pop.hrana.errors import HranaError, is_sqld_code, sqlite_error
+from pop.hrana.errors import HranaError, OriginStreamLost, is_sqld_code, sqlite_error
 from pop.hrana.messages import (
     AndCond,
     Batch,
@@ -134,7 +134,12 @@ class Forwarder:
         asks = self.client.dialect is Dialect.V3 and request["type"] != "get_autocommit"
         if asks:
             requests.append({"type": "get_autocommit"})
-        baton, results = await self.client.pipeline(stream.origin_baton, requests)
+        try:
+            baton, results = await self.client.pipeline(stream.origin_baton, requests)
+        except OriginStreamLost:
+            # Nothing is left of it at the origin: not to be closed, nor held open.
+            stream.origin_baton, stream.origin_in_transaction = None, False
+            raise
         stream.origin_baton = baton
         if asks and results[1].get("type") == "ok":
             stream.origin_in_transaction = not results[1]["response"]["is_autocommit"]

@@ -1,0 +1,90 @@
+"""``sqld``'s own stream rules, through a POP that forwards to it directly.
+
+sqld keeps each client stream for 10 s without requests, and makes a writer wait at most
+5 s for another stream's open transaction, which then ends with ``TRANSACTION_TIMEOUT``.
+A client of the POP gets what a client of sqld gets: the same answers, side by side.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from pop.localrun import PopProcess, SqldServer
+from tests.helpers import execute, running
+
+SQLD_STREAM_IDLE_S = 10  # sqld's own, not configurable from outside
+
+
+@pytest.fixture(scope="module")
+def pair(sqld: SqldServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    # The POP keeps its streams longer than sqld, so sqld's expiry is the one seen.
+    pop = PopProcess(
+        sqld.url,
+        tmp_path_factory.mktemp("pop-sqld"),
+        region="eu",
+        engine="libsql",
+        extra_env={"STREAM_IDLE_TIMEOUT": "60"},
+    )
+    with running(pop):
+        sqld.execute("CREATE TABLE held (who TEXT)")
+        with pop.client() as http:
+            yield {"sqld": httpx.Client(base_url=sqld.url, timeout=60), "pop": http}
+
+
+def _post(http: httpx.Client, requests: list[dict[str, Any]], baton: str | None = None) -> Any:
+    return http.post("/v2/pipeline", json={"baton": baton, "requests": requests})
+
+
+def _without_state(answer: httpx.Response) -> tuple[int, Any]:
+    body = answer.json()
+    if isinstance(body, dict) and "results" in body:
+        body = body["results"]
+    return answer.status_code, body
+
+
+@pytest.mark.parametrize("via", ["sqld", "pop"])
+def test_an_abandoned_stream_expires_at_sqld(pair: dict[str, Any], via: str) -> None:
+    http = pair[via]
+    opened = _post(http, [execute("BEGIN"), execute("INSERT INTO held VALUES ('abandoned')")])
+    assert [r["type"] for r in opened.json()["results"]] == ["ok", "ok"], opened.text
+    time.sleep(SQLD_STREAM_IDLE_S + 1.5)
+    late = _post(http, [execute("COMMIT")], baton=opened.json()["baton"])
+    status, body = _without_state(late)
+    assert status == 400, late.text
+    assert body["code"] == "STREAM_EXPIRED", late.text
+    assert body["message"] == "The stream has expired due to inactivity", late.text
+    after = _post(http, [execute("SELECT count(*) FROM held WHERE who = 'abandoned'")])
+    assert after.json()["results"][0]["response"]["result"]["rows"] == [
+        [{"type": "integer", "value": "0"}]
+    ]
+
+
+@pytest.mark.parametrize("via", ["sqld", "pop"])
+def test_a_held_transaction_times_out_when_another_writer_waits(
+    pair: dict[str, Any], via: str
+) -> None:
+    http = pair[via]
+    holder = _post(http, [execute("BEGIN IMMEDIATE"), execute("INSERT INTO held VALUES ('h')")])
+    assert [r["type"] for r in holder.json()["results"]] == ["ok", "ok"], holder.text
+    with concurrent.futures.ThreadPoolExecutor(1) as other:
+        waiting = other.submit(_post, http, [execute("INSERT INTO held VALUES ('w')")])
+        written = waiting.result(timeout=60)
+    assert written.json()["results"][0]["type"] == "ok", written.text
+    late = _post(http, [execute("COMMIT")], baton=holder.json()["baton"])
+    status, results = _without_state(late)
+    assert status == 200, late.text
+    assert results[0]["error"] == {
+        "message": "Transaction timed out",
+        "code": "TRANSACTION_TIMEOUT",
+    }
+    kept = _post(http, [execute("SELECT who FROM held WHERE who IN ('h', 'w') ORDER BY who")])
+    assert kept.json()["results"][0]["response"]["result"]["rows"][-1] == [
+        {"type": "text", "value": "w"}
+    ]
+    _post(http, [execute("DELETE FROM held")])
