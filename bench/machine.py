@@ -1,4 +1,4 @@
-"""What a benchmark ran on, recorded next to its numbers."""
+"""What a benchmark ran on, and the tables and percentiles its report is made of."""
 
 from __future__ import annotations
 
@@ -49,3 +49,9 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank ``q``-th percentile of ``values``."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]

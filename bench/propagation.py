@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.machine import describe_machine, markdown_table
+from bench.machine import describe_machine, markdown_table, percentile
 from pop.hrana.values import encode_value
 from pop.localrun import PopProcess, RedisProcess, TursodbOrigin
 
@@ -76,11 +76,6 @@ async def _trials(pops: list[PopProcess], trials: int, give_up: float, pause: fl
         for client in clients:
             await client.aclose()
     return times
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def run(counts: list[int], trials: int, interval_trials: int, interval: float) -> str:
@@ -138,8 +133,8 @@ def run(counts: list[int], trials: int, interval_trials: int, interval: float) -
                             mode if mode == "redis" else f"interval {interval:g} s",
                             str(n),
                             f"{statistics.median(ms):.1f}",
-                            f"{_percentile(ms, 95):.1f}",
-                            f"{_percentile(ms, 99):.1f}",
+                            f"{percentile(ms, 95):.1f}",
+                            f"{percentile(ms, 99):.1f}",
                             f"{max(ms):.1f}",
                         ]
                     )

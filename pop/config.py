@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     replica_engine: Literal["libsql", "turso"] = Field(
         default="libsql", description="How the replica is kept: libsql or turso"
     )
+    read_your_writes: Literal["position", "sync"] = Field(
+        default="position",
+        description=(
+            "After a forwarded write: wait until the replica holds the write's "
+            "replication_index (position; origins that report none get a sync) or for a "
+            "whole new sync (sync)"
+        ),
+    )
     redis_connection_string: SecretStr | None = Field(
         default=None, description="Redis URL; enables pub/sub sync"
     )

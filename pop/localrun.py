@@ -151,6 +151,21 @@ class TursodbOrigin(HranaServer):
         )
 
 
+# Where the libSQL server (sqld) may be: no registry ships it, so it is provided beside
+# the project (DESIGN.md section 5); $EDGE_POP_SQLD overrides.
+SQLD_CANDIDATES = (
+    Path(__file__).resolve().parents[2] / "shared" / "tools" / "sqld" / "sqld",
+    Path("/work/shared/tools/sqld/sqld"),
+)
+
+
+def find_sqld() -> str | None:
+    """The sqld binary to run: $EDGE_POP_SQLD, else the first of SQLD_CANDIDATES there."""
+    if os.environ.get("EDGE_POP_SQLD"):
+        return os.environ["EDGE_POP_SQLD"]
+    return next((str(c) for c in SQLD_CANDIDATES if c.is_file()), None)
+
+
 class SqldServer(HranaServer):
     """``sqld``, the libSQL server: the reference for every Hrana answer a POP gives."""
 

@@ -69,7 +69,7 @@ class Router:
         runner: LocalRunner,
         executor: LocalExecutor,
         forwarder: Forwarder,
-        after_origin_write: Callable[[], Awaitable[None]],
+        after_origin_write: Callable[[str | None], Awaitable[None]],
         replica_is_current: Callable[[], bool],
     ) -> None:
         self._inspector = inspector
@@ -209,9 +209,11 @@ class Router:
         outcome = "error"
         reached_origin = True
         was_in_transaction = stream.origin_in_transaction
+        index: str | None = None
         try:
             result = await call
             outcome = "ok"
+            index = _replication_index(result)
         except OriginUnavailable:
             reached_origin = False
             raise
@@ -232,7 +234,7 @@ class Router:
                 # Read-your-writes: the replica catches up before the client hears back,
                 # after an error too, since a sequence that failed midway applied the
                 # statements before its error.
-                await self._after_origin_write()
+                await self._after_origin_write(index)
         return result
 
     async def _describe(self, stream: Stream, sql: str) -> Handled:
@@ -253,6 +255,12 @@ class Router:
             "is_readonly": info.is_read or info.kind in (Kind.END_TRANSACTION, Kind.BEGIN_DEFERRED),
         }
         return Handled({"type": "describe", "result": result}, Route.LOCAL)
+
+
+def _replication_index(result: Any) -> str | None:
+    """The origin's replication index after a forwarded call, if it gave one."""
+    index = result.get("replication_index") if isinstance(result, dict) else None
+    return index if isinstance(index, str) and index.isdigit() else None
 
 
 def _may_have_committed(

@@ -243,21 +243,43 @@ class PopService:
     async def sync(self, trigger: Trigger) -> SyncOutcome:
         return await self.coordinator.request(trigger)
 
-    async def _after_write(self) -> None:
+    async def _after_write(self, replication_index: str | None) -> None:
         if self.fabric is not None:
             # The origin has the change now: the other POPs pull it while this one does.
             # In the background, so that a slow or absent Redis never delays a write.
             self._in_background(self.fabric.publish())
-        outcome = await self.coordinator.request("write")
-        if not outcome.ok:
-            # The write is at the origin (so it is acknowledged), but this replica cannot
-            # show it: reads go to the origin and /ready fails until a sync succeeds.
-            self._replica_behind = True
-            log.warning(
-                "replica could not catch up after a write; reads go to the origin and "
-                "/ready reports not ready until a sync succeeds",
-                extra={"error": outcome.error},
+        if (
+            replication_index is not None
+            and self.engine.follows_replication_index
+            and self.settings.read_your_writes == "position"
+        ):
+            # Read-your-writes by position: the replica must hold the write's frame, and
+            # a sync already under way, or already done, may have brought it.
+            target = int(replication_index)
+            outcome = await self.coordinator.reach(lambda: self._holds(target), "write")
+            if outcome is None or self._holds(target):
+                return
+            error: str | None = outcome.error or (
+                f"the replica reached {self.engine.position()}, short of the write's "
+                f"replication_index {replication_index}"
             )
+        else:
+            outcome = await self.coordinator.request("write")
+            if outcome.ok:
+                return
+            error = outcome.error
+        # The write is at the origin (so it is acknowledged), but this replica cannot
+        # show it: reads go to the origin and /ready fails until a sync succeeds.
+        self._replica_behind = True
+        log.warning(
+            "replica could not catch up after a write; reads go to the origin and "
+            "/ready reports not ready until a sync succeeds",
+            extra={"error": error},
+        )
+
+    def _holds(self, replication_index: int) -> bool:
+        position = self.engine.position()
+        return position is not None and position.isdigit() and int(position) >= replication_index
 
     def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(work)

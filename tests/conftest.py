@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pop.localrun import PopProcess, SqldServer, TursodbOrigin
+from pop.localrun import SQLD_CANDIDATES, PopProcess, SqldServer, TursodbOrigin, find_sqld
 
 ROOT = Path(__file__).resolve().parent.parent
 JS_DIR = ROOT / "tests" / "js"
@@ -45,23 +45,13 @@ def tursodb_binary() -> str:
     return _ensure("ensure-tursodb.sh", "EDGE_POP_TURSODB")
 
 
-# Where the libSQL server (sqld) may be: no registry ships it, so it is provided beside the
-# project (see DESIGN.md section 5); $EDGE_POP_SQLD overrides.
-SQLD_CANDIDATES = (
-    ROOT.parent / "shared" / "tools" / "sqld" / "sqld",
-    Path("/work/shared/tools/sqld/sqld"),
-)
-
-
 @pytest.fixture(scope="session")
 def sqld_binary() -> str:
-    if os.environ.get("EDGE_POP_SQLD"):
-        return os.environ["EDGE_POP_SQLD"]
-    for candidate in SQLD_CANDIDATES:
-        if candidate.is_file():
-            return str(candidate)
-    where = ", ".join(str(c) for c in SQLD_CANDIDATES)
-    pytest.skip(f"sqld not found: set EDGE_POP_SQLD (looked in {where})")
+    binary = find_sqld()
+    if binary is None:
+        where = ", ".join(str(c) for c in SQLD_CANDIDATES)
+        pytest.skip(f"sqld not found: set EDGE_POP_SQLD (looked in {where})")
+    return binary
 
 
 @pytest.fixture(scope="module")

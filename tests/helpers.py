@@ -7,6 +7,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from pop.localrun import ManagedProcess, PopProcess
 
@@ -41,6 +42,16 @@ def ok_result(answer: dict[str, Any], index: int = 0) -> dict[str, Any]:
 def rows(answer: dict[str, Any], index: int = 0) -> list[list[Any]]:
     result = ok_result(answer, index)["result"]
     return [[cell.get("value", cell.get("base64")) for cell in row] for row in result["rows"]]
+
+
+def metric(pop: PopProcess, name: str, **labels: str) -> float:
+    """The sum of a POP's samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for family in text_string_to_metric_families(httpx.get(f"{pop.url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                total += sample.value
+    return total
 
 
 def routes(pop: PopProcess) -> dict[str, float]:

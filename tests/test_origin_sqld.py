@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from pop.localrun import PopProcess, SqldServer
-from tests.helpers import execute, running
+from tests.helpers import execute, metric, running
 
 SQLD_STREAM_IDLE_S = 10  # sqld's own, not configurable from outside
 
@@ -34,7 +34,11 @@ def pair(sqld: SqldServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     with running(pop):
         sqld.execute("CREATE TABLE held (who TEXT)")
         with pop.client() as http:
-            yield {"sqld": httpx.Client(base_url=sqld.url, timeout=60), "pop": http}
+            yield {
+                "sqld": httpx.Client(base_url=sqld.url, timeout=60),
+                "pop": http,
+                "process": pop,
+            }
 
 
 def _post(http: httpx.Client, requests: list[dict[str, Any]], baton: str | None = None) -> Any:
@@ -88,3 +92,27 @@ def test_a_held_transaction_times_out_when_another_writer_waits(
         {"type": "text", "value": "w"}
     ]
     _post(http, [execute("DELETE FROM held")])
+
+
+def test_read_your_writes_waits_for_the_writes_index_and_no_longer(pair: dict[str, Any]) -> None:
+    pop: httpx.Client = pair["pop"]
+    process: PopProcess = pair["process"]
+    syncs = metric(process, "edgepop_syncs_total", trigger="write")
+    written = _post(pop, [execute("INSERT INTO held VALUES ('ryw')")]).json()["results"][0]
+    index = written["response"]["result"]["replication_index"]  # passed on, as sqld does
+    assert index is not None and index.isdigit(), written
+    assert int(pop.get("/ready").json()["position"]) >= int(index)
+    assert metric(process, "edgepop_syncs_total", trigger="write") == syncs + 1
+    local = metric(process, "edgepop_requests_total", route="local")
+    seen = _post(pop, [execute("SELECT count(*) FROM held WHERE who = 'ryw'")]).json()
+    assert seen["results"][0]["response"]["result"]["rows"] == [[{"type": "integer", "value": "1"}]]
+    after = metric(process, "edgepop_requests_total", route="local")
+    assert after == local + 1, "read-your-writes must not need the origin"
+
+    # A write that writes nothing leaves the index where the replica already is: no sync.
+    nothing = _post(pop, [execute("DELETE FROM held WHERE 0")]).json()["results"][0]
+    assert (
+        nothing["response"]["result"]["replication_index"] == pop.get("/ready").json()["position"]
+    )
+    assert metric(process, "edgepop_syncs_total", trigger="write") == syncs + 1
+    _post(pop, [execute("DELETE FROM held")])

@@ -67,6 +67,9 @@ class SyncResult:
 class ReplicaEngine(Protocol):
     name: str
     path: Path
+    # Whether position() counts the origin's frames, so that it compares with the
+    # replication_index the origin answers a write with.
+    follows_replication_index: bool
 
     def is_bookkeeping(self, name: str) -> bool:
         """Whether a schema object is the engine's own, not the origin's.

@@ -38,6 +38,7 @@ _READER_BUSY_MS = 5000
 
 class LibsqlEngine:
     name = "libsql"
+    follows_replication_index = True
 
     def __init__(self, settings: Settings) -> None:
         self.path: Path = settings.replica_path

@@ -29,6 +29,7 @@ _BOOKKEEPING_PREFIXES = ("turso_cdc", "turso_sync_", "__turso_internal")
 
 class TursoSyncEngine:
     name = "turso"
+    follows_replication_index = False  # a pull revision: tursodb reports no index
 
     def __init__(self, settings: Settings) -> None:
         self.path: Path = settings.replica_path

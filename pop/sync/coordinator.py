@@ -19,6 +19,9 @@ from pop.engines.base import ReplicaEngine, SyncResult
 log = logging.getLogger(__name__)
 
 Trigger = Literal["startup", "interval", "pubsub", "api", "write"]
+# Syncs ``reach`` starts at most: an origin answers a write's index only once it can
+# serve its frames, so the first one normally suffices.
+_REACH_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,24 @@ class SyncCoordinator:
                 self._next_trigger = trigger
             waiter = self._next
         return await asyncio.shield(waiter)
+
+    async def reach(self, reached: Callable[[], bool], trigger: Trigger) -> SyncOutcome | None:
+        """Sync until ``reached()`` holds, and no longer; a sync already running counts.
+
+        Returns the outcome of the last sync waited for, or None when none was needed.
+        """
+        if reached():
+            return None
+        outcome: SyncOutcome | None = None
+        if self._current is not None and not self._current.done():
+            outcome = await asyncio.shield(self._current)
+            if reached():
+                return outcome
+        for _ in range(_REACH_ATTEMPTS):
+            outcome = await self.request(trigger)
+            if not outcome.ok or reached():
+                break
+        return outcome
 
     async def _drive(self, trigger: Trigger) -> None:
         try:
