@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -26,11 +25,10 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.machine import describe_machine, markdown_table, percentile
+from bench.machine import markdown_table, percentile, report
 from pop.hrana.values import encode_value
 from pop.localrun import PopProcess, SqldServer, find_sqld
 
-REPO = Path(__file__).resolve().parents[1]
 MODES = ("sync", "position")
 
 
@@ -38,7 +36,10 @@ async def _writer(client: httpx.AsyncClient, name: str, writes: int) -> list[flo
     times = []
     for i in range(writes):
         stmt = {"sql": "INSERT INTO w (k) VALUES (?)", "args": [encode_value(f"{name}-{i}")]}
-        body = {"baton": None, "requests": [{"type": "execute", "stmt": stmt}]}
+        # Closed in the same call, as @libsql/client does: sqld keeps a connection for
+        # every stream left open (for 10 s), and refuses more (HTTP 429) past ~127.
+        execute = {"type": "execute", "stmt": stmt}
+        body = {"baton": None, "requests": [execute, {"type": "close"}]}
         started = time.perf_counter()
         answer = (await client.post("/v2/pipeline", json=body)).json()
         times.append(time.perf_counter() - started)
@@ -127,25 +128,16 @@ def main() -> None:
     args = parser.parse_args()
     counts = [1, 4] if args.quick else [int(n) for n in args.writers.split(",")]
     rounds, writes = (2, 5) if args.quick else (args.rounds, args.writes)
-    table = run(counts, rounds, writes)
-    machine = describe_machine()
-    report = (
-        "# Forwarded-write latency: blind sync vs the write's position\n\n"
-        f"Command: `uv run python -m bench.forwarded_write {' '.join(sys.argv[1:])}`\n\n"
-        + table
-        + "\n\nOne `sqld`, two `libsql` POPs differing only in `READ_YOUR_WRITES`, bursts "
+    report(
+        "forwarded_write",
+        "Forwarded-write latency: blind sync vs the write's position",
+        run(counts, rounds, writes),
+        "One `sqld`, two `libsql` POPs differing only in `READ_YOUR_WRITES`, bursts "
         "alternating between them. Latency is from sending an insert to its answer, which "
         "comes once the POP can read the row; `syncs/write` counts the syncs forwarded "
-        "writes asked for. Everything shares this machine's cores.\n\n## Machine\n\n"
-        + markdown_table(["what", "value"], [[k, v] for k, v in machine.items()])
-        + "\n"
+        "writes asked for. Everything shares this machine's cores.",
+        record=not args.no_record,
     )
-    print("\n" + report)
-    if not args.no_record:
-        out = REPO / "bench" / "results" / f"forwarded_write-{machine['date'][:10]}.md"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report)
-        print(f"recorded in {out.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

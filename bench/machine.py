@@ -6,7 +6,10 @@ import datetime as dt
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def describe_machine(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -55,3 +58,23 @@ def percentile(values: list[float], q: float) -> float:
     """The nearest-rank ``q``-th percentile of ``values``."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def report(module: str, title: str, table: str, note: str, *, record: bool) -> None:
+    """Print a benchmark's report (its table, a note, the machine) and, if ``record``,
+    keep it as ``bench/results/<module>-<date>.md``."""
+    machine = describe_machine()
+    text = (
+        f"# {title}\n\n"
+        f"Command: `uv run python -m bench.{module} {' '.join(sys.argv[1:])}`\n\n"
+        + table
+        + f"\n\n{note}\n\n## Machine\n\n"
+        + markdown_table(["what", "value"], [[k, v] for k, v in machine.items()])
+        + "\n"
+    )
+    print("\n" + text)
+    if record:
+        out = REPO / "bench" / "results" / f"{module}-{machine['date'][:10]}.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        print(f"recorded in {out.relative_to(REPO)}")

@@ -21,7 +21,6 @@ import random
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.machine import describe_machine, markdown_table, percentile
+from bench.machine import markdown_table, percentile, report
 from pop.hrana.values import encode_value
 from pop.localrun import PopProcess, RedisProcess, TursodbOrigin
 
@@ -154,24 +153,15 @@ def main() -> None:
     args = parser.parse_args()
     counts = [2, 3] if args.quick else [int(n) for n in args.pops.split(",")]
     trials, interval_trials = (10, 5) if args.quick else (args.trials, args.interval_trials)
-    table = run(counts, trials, interval_trials, args.interval)
-    machine = describe_machine()
-    report = (
-        "# Propagation: write through one POP until every other POP returns the row\n\n"
-        f"Command: `uv run python -m bench.propagation {' '.join(sys.argv[1:])}`\n\n"
-        + table
-        + "\n\nTime is from sending the write to the first POP until the last other POP "
+    report(
+        "propagation",
+        "Propagation: write through one POP until every other POP returns the row",
+        run(counts, trials, interval_trials, args.interval),
+        "Time is from sending the write to the first POP until the last other POP "
         "returned the row (each polled every ~1 ms over HTTP). All POPs, the origin, Redis "
-        "and the pollers share this machine's cores.\n\n## Machine\n\n"
-        + markdown_table(["what", "value"], [[k, v] for k, v in machine.items()])
-        + "\n"
+        "and the pollers share this machine's cores.",
+        record=not args.no_record,
     )
-    print("\n" + report)
-    if not args.no_record:
-        out = REPO / "bench" / "results" / f"propagation-{machine['date'][:10]}.md"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report)
-        print(f"recorded in {out.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

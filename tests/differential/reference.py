@@ -1,5 +1,10 @@
 """The reference: each unit run on a plain SQLite connection, as sqld would run it.
 
+The SQLite is a current one (apsw's, 3.54): Python's own ``sqlite3`` links the system's
+SQLite 3.40, whose RETURNING gave values before column affinity (``0`` for a REAL
+column, where sqld, tursodb and current SQLite give ``0.0``) and which kept the rows an
+``INSERT OR IGNORE`` wrote before failing part-way.
+
 Each mode is given the meaning the Hrana spec and ``@libsql/client`` give it: a stream is
 one connection whose open transaction is rolled back when the stream closes; a batch runs
 its steps in order, each only if the one before succeeded; a sequence stops at its first
@@ -8,8 +13,10 @@ error and keeps what ran before it.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable
+from typing import Any
+
+import apsw
 
 from pop.sql.script import leading_words
 from tests.differential.grammar import CATALOG, Mode, Stmt, Unit
@@ -37,7 +44,7 @@ CLIENT_BEGIN = "BEGIN IMMEDIATE"
 
 class Reference:
     def __init__(self) -> None:
-        self.conn = sqlite3.connect(":memory:", isolation_level=None)
+        self.conn = apsw.Connection(":memory:")
 
     def close(self) -> None:
         self.conn.close()
@@ -82,13 +89,11 @@ class Reference:
 
     def statement(self, stmt: Stmt) -> Outcome:
         try:
-            cursor = self.conn.execute(stmt.sql, stmt.args)
-            rows = tuple(tuple(typed(v) for v in row) for row in cursor.fetchall())
-            columns = tuple(d[0] for d in cursor.description or ())
-        except sqlite3.Error as exc:
-            return Failed(getattr(exc, "sqlite_errorname", None) or type(exc).__name__)
-        changes, last_rowid = self.conn.execute("SELECT changes(), last_insert_rowid()").fetchone()
-        return Rows(columns, rows, changes, last_rowid).normalized(
+            columns, rows = _run(self.conn, stmt.sql, stmt.args)
+        except apsw.Error as exc:
+            return Failed(type(exc).__name__)
+        changes, last_rowid = self.conn.changes(), self.conn.last_insert_rowid()
+        return Rows(columns, tuple(rows), changes, last_rowid).normalized(
             ordered=stmt.ordered, counts_changes=stmt.counts_changes, inserts=stmt.inserts
         )
 
@@ -159,10 +164,26 @@ def client_batch_outcome(steps: list[Outcome]) -> list[Outcome]:
     return steps[1:-2]
 
 
-def _plain_query(conn: sqlite3.Connection, sql: str) -> tuple[tuple[str, ...], list[Row]]:
-    cursor = conn.execute(sql)
-    rows = [tuple(typed(v) for v in row) for row in cursor.fetchall()]
-    return tuple(d[0] for d in cursor.description or ()), rows
+def _run(
+    conn: apsw.Connection, sql: str, args: tuple[Any, ...] = ()
+) -> tuple[tuple[str, ...], list[Row]]:
+    """One statement's column names and typed rows (the names even when it has none)."""
+    cursor = conn.cursor()
+    columns: list[tuple[str, ...]] = []
+
+    def note_columns(prepared: apsw.Cursor, _sql: str, _bindings: Any) -> bool:
+        # apsw would run a second statement too; the programs never hold one.
+        assert not columns, f"two statements in one: {sql!r}"
+        columns.append(tuple(d[0] for d in prepared.description))
+        return True
+
+    cursor.exec_trace = note_columns
+    rows = [tuple(typed(v) for v in row) for row in cursor.execute(sql, args)]
+    return (columns[0] if columns else ()), rows
+
+
+def _plain_query(conn: apsw.Connection, sql: str) -> tuple[tuple[str, ...], list[Row]]:
+    return _run(conn, sql)
 
 
 Query = Callable[[str], tuple[tuple[str, ...], list[Row]]]
@@ -182,7 +203,7 @@ def dump_with(query: Query, content: Query | None = None) -> Dump:
             read = f"SELECT * FROM {quote_identifier(name)}"
             try:
                 columns, rows = (content or query)(read)
-            except (AssertionError, sqlite3.Error):
+            except (AssertionError, apsw.Error):
                 if row[0][1] == "table":
                     raise
                 # A view over a dropped table or column fails everywhere alike.
