@@ -112,6 +112,8 @@ class ManagedProcess:
 class HranaServer(ManagedProcess):
     """A server that answers Hrana over HTTP: an origin, which tests talk to directly."""
 
+    auth_token: str | None = None  # sent with ``execute`` when the server asks for one
+
     def execute(self, sql: str, args: list[Any] | None = None) -> dict[str, Any]:
         """Run one statement directly on this server (not through a POP)."""
         from pop.hrana.values import encode_value
@@ -125,7 +127,10 @@ class HranaServer(ManagedProcess):
                 }
             ],
         }
-        answer = httpx.post(f"{self.url}/v2/pipeline", json=body, timeout=60).json()
+        headers = {"Authorization": f"Bearer {self.auth_token}"} if self.auth_token else {}
+        answer = httpx.post(
+            f"{self.url}/v2/pipeline", json=body, headers=headers, timeout=60
+        ).json()
         result = answer["results"][0]
         if result["type"] != "ok":
             raise RuntimeError(f"origin refused {sql!r}: {result['error']['message']}")
@@ -171,7 +176,15 @@ class SqldServer(HranaServer):
 
     ready_path = "/health"
 
-    def __init__(self, binary: str | Path, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        binary: str | Path,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        jwt_key_file: Path | None = None,
+    ) -> None:
+        """``jwt_key_file``: an Ed25519 public key; sqld then asks every client for a JWT."""
         port = port or free_port()
         argv = [
             str(binary),
@@ -182,6 +195,7 @@ class SqldServer(HranaServer):
             "--grpc-listen-addr",
             f"127.0.0.1:{free_port()}",
             "--no-welcome",
+            *(["--auth-jwt-key-file", str(jwt_key_file)] if jwt_key_file else []),
         ]
         super().__init__("sqld", argv, workdir / "sqld.log", os.environ, port)
 

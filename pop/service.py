@@ -38,7 +38,7 @@ from pop.local.executor import LocalExecutor
 from pop.local.pool import ReaderPool
 from pop.local.runner import LocalRunner
 from pop.metrics import PopMetrics
-from pop.origin.client import OriginClient
+from pop.origin.client import OriginClient, credentials_refusal
 from pop.origin.forward import Forwarder
 from pop.routing import Route, Router
 from pop.sql.inspector import SchemaObject, SqlInspector
@@ -202,6 +202,16 @@ class PopService:
 
     def open_replica(self) -> None:
         """Open (and on first start, bootstrap) the replica; raises ``ReplicaOpenError``."""
+        token = self.settings.turso_auth_token
+        refusal = credentials_refusal(
+            self.settings.origin_http_url, token.get_secret_value() if token else None
+        )
+        if refusal is not None:
+            raise ReplicaOpenError(
+                f"the origin {self.settings.origin_http_url} refuses TURSO_AUTH_TOKEN "
+                f"({refusal}); give the POP a valid token",
+                retryable=False,
+            )
         try:
             self.engine.open()
         except Exception as exc:

@@ -117,14 +117,44 @@ class OriginClient:
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
+def credentials_refusal(base_url: str, token: str | None, timeout: float = 10) -> str | None:
+    """Why the origin refuses ``token``, or None (also when it cannot be asked now).
+
+    Asked before a replica is opened: libSQL's replication reports a refused token only as
+    a handshake timeout, and a POP must not start, ready or not, with credentials the
+    origin will refuse for every write.
+    """
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body = {"baton": None, "requests": [{"type": "close"}]}  # opens nothing there
+    try:
+        answer = httpx.post(f"{base_url}/v2/pipeline", json=body, headers=headers, timeout=timeout)
+    except httpx.HTTPError:
+        return None
+    if answer.status_code in (401, 403):
+        return f"HTTP {answer.status_code}: {_reason(answer)}"
+    return None
+
+
+def _reason(response: httpx.Response) -> str:
+    """The origin's own words for a refusal (sqld: ``{"error": "..."}``)."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return str(body["error"])
+    return response.text.strip().splitlines()[0][:200] if response.text.strip() else "no reason"
+
+
 def _status_error(
     origin: str, response: httpx.Response, *, in_stream: bool
 ) -> HranaError | OriginStreamLost:
     if response.status_code in (401, 403):
         return OriginUnavailable(
             origin,
-            f"it refused this POP's credentials (HTTP {response.status_code}); "
-            "check TURSO_AUTH_TOKEN",
+            f"it refused this POP's credentials (HTTP {response.status_code}: "
+            f"{_reason(response)}); TURSO_AUTH_TOKEN is invalid, expired, or does not allow "
+            "this (a read-only token cannot write)",
         )
     try:
         body = orjson.loads(response.content)
