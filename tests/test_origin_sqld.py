@@ -101,6 +101,13 @@ def test_read_your_writes_waits_for_the_writes_index_and_no_longer(pair: dict[st
     written = _post(pop, [execute("INSERT INTO held VALUES ('ryw')")]).json()["results"][0]
     index = written["response"]["result"]["replication_index"]  # passed on, as sqld does
     assert index is not None and index.isdigit(), written
+    # The write's facts are the origin's own answer.
+    assert written["response"]["result"]["affected_row_count"] == 1, written
+    rowid = _post(pair["sqld"], [execute("SELECT max(rowid) FROM held")]).json()["results"][0]
+    assert (
+        written["response"]["result"]["last_insert_rowid"]
+        == (rowid["response"]["result"]["rows"][0][0]["value"])
+    )
     assert int(pop.get("/ready").json()["position"]) >= int(index)
     assert metric(process, "edgepop_syncs_total", trigger="write") == syncs + 1
     local = metric(process, "edgepop_requests_total", route="local")
