@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import tempfile
 import time
 from contextlib import ExitStack
@@ -25,7 +24,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.machine import markdown_table, percentile, report
+from bench.machine import latency_cells, markdown_table, report
 from pop.hrana.values import encode_value
 from pop.localrun import PopProcess, SqldServer, find_sqld
 
@@ -107,9 +106,7 @@ def run(writer_counts: list[int], rounds: int, writes: int) -> str:
                         mode,
                         str(writers),
                         str(len(ms)),
-                        f"{statistics.median(ms):.1f}",
-                        f"{percentile(ms, 99):.1f}",
-                        f"{max(ms):.1f}",
+                        *latency_cells(ms, (99,)),
                         f"{syncs / len(ms):.2f}",
                     ]
                 )

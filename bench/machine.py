@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,12 @@ def percentile(values: list[float], q: float) -> float:
     """The nearest-rank ``q``-th percentile of ``values``."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def latency_cells(ms: list[float], percentiles: tuple[int, ...]) -> list[str]:
+    """A table's latency columns: p50, each of ``percentiles``, then the maximum."""
+    cells = [statistics.median(ms), *(percentile(ms, q) for q in percentiles), max(ms)]
+    return [f"{value:.1f}" for value in cells]
 
 
 def report(module: str, title: str, table: str, note: str, *, record: bool) -> None:

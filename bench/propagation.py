@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import random
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.machine import markdown_table, percentile, report
+from bench.machine import latency_cells, markdown_table, report
 from pop.hrana.values import encode_value
 from pop.localrun import PopProcess, RedisProcess, TursodbOrigin
 
@@ -131,10 +130,7 @@ def run(counts: list[int], trials: int, interval_trials: int, interval: float) -
                             str(count),
                             mode if mode == "redis" else f"interval {interval:g} s",
                             str(n),
-                            f"{statistics.median(ms):.1f}",
-                            f"{percentile(ms, 95):.1f}",
-                            f"{percentile(ms, 99):.1f}",
-                            f"{max(ms):.1f}",
+                            *latency_cells(ms, (95, 99)),
                         ]
                     )
                     print(" | ".join(rows[-1]), flush=True)
