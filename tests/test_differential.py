@@ -108,6 +108,23 @@ FOUND_BY_LONG_RUNS = (
         ),
         False,
     ),
+    # A table created earlier in the same request is not in the POP's schema yet: the
+    # origin's "no such table" about another table is the answer, not the POP's own.
+    (
+        Program(
+            (
+                Unit(
+                    Mode.LEGACY,
+                    (
+                        Stmt("CREATE TABLE t2 (a INTEGER PRIMARY KEY, b TEXT)"),
+                        Stmt('SELECT x.a, y.b FROM t2 AS x JOIN "odd name" AS y ON x.a = y.a'),
+                        Stmt("SELECT 1"),
+                    ),
+                ),
+            )
+        ),
+        False,
+    ),
 )
 
 

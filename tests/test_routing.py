@@ -127,6 +127,47 @@ def test_schema_change_is_seen(inspector: SqlInspector) -> None:
 
 
 @pytest.mark.parametrize(
+    ("sql", "origin_says", "answer"),
+    [
+        # The origin compiled against a newer schema (``later`` was created earlier in the
+        # same request): its complaint is about another name, and it is the answer.
+        (
+            'SELECT * FROM later JOIN "odd name"',
+            "Parse error: no such table: odd name",
+            "SQLite error: no such table: odd name",
+        ),
+        # A one-letter name is not found inside other words ("such").
+        (
+            "SELECT * FROM s JOIN t2",
+            "Parse error: no such table: t2",
+            "SQLite error: no such table: t2",
+        ),
+        # The same complaint in tursodb's words gets SQLite's.
+        (
+            'SELECT * FROM later JOIN "odd name"',
+            "Parse error: No such table: LATER",
+            "SQLite error: no such table: later",
+        ),
+        (
+            'INSERT INTO "later" VALUES (1)',
+            'Parse error: no such table: "later"',
+            "SQLite error: no such table: later",
+        ),
+        (
+            "CREATE INDEX i ON later (a)",
+            "Parse error: Error: table 'later' does not exist.",
+            "SQLite error: no such table: main.later",
+        ),
+    ],
+)
+def test_an_origin_compile_error_is_worded_as_sqlite_only_for_the_same_name(
+    inspector: SqlInspector, sql: str, origin_says: str, answer: str
+) -> None:
+    info = inspector.inspect(sql)
+    assert info.compile_error(origin_says, failed_to_compile=True).message == answer
+
+
+@pytest.mark.parametrize(
     "sql",
     [
         "WITH n(x) AS (SELECT 'cte-insert') INSERT INTO kv (k, v) SELECT x, 'w' FROM n",
