@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from pop.localrun import GatewayProcess, PopProcess, SqldServer, TursodbOrigin
+from pop.localrun import GatewayProcess, PopProcess, SqldServer, TursodbOrigin, loopback_client
 from tests.differential.grammar import Mode, OriginProfile, Program
 from tests.differential.outcome import Dump, Failed, Outcome, Row, quote_identifier
 from tests.differential.reference import Reference, dump_with
@@ -122,7 +122,7 @@ class Stack:
         self.sync(self.follower)
         reference = Reference()
         through_pop = RawHrana(self.writer.client())
-        through_sqld = RawHrana(httpx.Client(base_url=self.sqld.url, timeout=30))
+        through_sqld = RawHrana(loopback_client(self.sqld.url))
         try:
             for index, unit in enumerate(program.units):
                 where = f"unit {index} ({unit.mode.value})"
@@ -211,7 +211,7 @@ def stack(
         node = NodeClient()
         cleanup.callback(node.close)
         clients = [
-            cleanup.enter_context(httpx.Client(base_url=url, timeout=30))
+            cleanup.enter_context(loopback_client(url))
             for url in (origin_url, database.url, reference_server.url)
         ]
         origin_http, database_http, sqld_http = clients
