@@ -119,7 +119,7 @@ class PopService:
                 database=self.database,
                 pop_id=settings.pop_id,
                 metrics=self.metrics,
-                position=self.engine.position,
+                holds=self._holds,
                 on_message=self._pubsub_message,
             )
         self._background: set[asyncio.Task[Any]] = set()
@@ -257,7 +257,8 @@ class PopService:
         if self.fabric is not None:
             # The origin has the change now: the other POPs pull it while this one does.
             # In the background, so that a slow or absent Redis never delays a write.
-            self._in_background(self.fabric.publish())
+            announced = replication_index if self.engine.follows_replication_index else None
+            self._in_background(self.fabric.publish(announced))
         if (
             replication_index is not None
             and self.engine.follows_replication_index
@@ -288,6 +289,13 @@ class PopService:
         )
 
     def _holds(self, replication_index: int) -> bool:
+        """Whether the replica holds the origin's frame ``replication_index``.
+
+        Frames of sqld's log only grow, so a replica at or past it holds it. Only engines
+        that follow that index can tell; the others never claim to.
+        """
+        if not self.engine.follows_replication_index:
+            return False
         position = self.engine.position()
         return position is not None and position.isdigit() and int(position) >= replication_index
 

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pop.localrun import PopProcess, RedisProcess, TursodbOrigin
+from pop.localrun import PopProcess, RedisProcess, SqldServer, TursodbOrigin
+from pop.sync.messages import SyncMessage, database_key
 from tests.helpers import execute, pipeline, rows
 
 
@@ -183,8 +184,6 @@ def test_messages_for_other_databases_and_own_messages_are_skipped(
 ) -> None:
     import redis as redis_client
 
-    from pop.sync.messages import SyncMessage
-
     with _subscribed_pop(origin, tmp_path, redis, "solo") as pop:
         publisher = redis_client.Redis.from_url(redis.url)
         publisher.publish("sync", SyncMessage(database="other.example/db").encode())
@@ -284,3 +283,79 @@ def test_metrics_after_real_traffic(
         a.stop()
         b.stop()
         origin.stop()
+
+
+def test_libsql_pops_announce_the_write_frame_and_skip_what_they_hold(
+    sqld: SqldServer, redis: RedisProcess, tmp_path: Path
+) -> None:
+    """Two ``libsql`` POPs on sqld: a message carries the write's replication_index."""
+    import redis as redis_client
+
+    env = {"REDIS_CONNECTION_STRING": redis.url, "TURSO_SYNC_INTERVAL": "3600"}
+    writer, reader = (
+        PopProcess(sqld.url, tmp_path, region=r, engine="libsql", extra_env=env)
+        for r in ("libsql-w", "libsql-r")
+    )
+    listener = redis_client.Redis.from_url(redis.url).pubsub()  # type: ignore[no-untyped-call]
+    try:
+        for pop in (writer, reader):
+            pop.start_and_wait()
+            _wait_connected(pop, 1, 10)
+        listener.subscribe("sync")
+        _write_at(writer, reader, listener, "CREATE TABLE IF NOT EXISTS kv (k TEXT, v TEXT)")
+        _write_at(writer, reader, listener, "INSERT INTO kv (k, v) VALUES ('frame', 'x')")
+        assert _has_row(reader, "frame")  # read from its replica: it holds kv now
+        held = int(_metric(reader, "edgepop_replica_position"))
+
+        publisher = redis_client.Redis.from_url(redis.url)
+        syncs = _metric(reader, "edgepop_syncs_total", trigger="pubsub", outcome="ok")
+        skipped = _metric(reader, "edgepop_pubsub_messages_total", direction="skipped")
+        key = database_key(sqld.url)
+        for older in (held - 1, held):  # frames the reader holds: skipped, by order
+            message = SyncMessage(key, sender="test", position=str(older))
+            publisher.publish("sync", message.encode())
+        _wait_for(
+            lambda: (
+                _metric(reader, "edgepop_pubsub_messages_total", direction="skipped") == skipped + 2
+            ),
+            5,
+            "messages for frames the reader holds to be skipped",
+        )
+        beyond = SyncMessage(key, sender="test", position=str(held + 1)).encode()
+        publisher.publish("sync", beyond)
+        _wait_for(
+            lambda: (
+                _metric(reader, "edgepop_syncs_total", trigger="pubsub", outcome="ok") == syncs + 1
+            ),
+            5,
+            "a message for a frame the reader lacks to be acted on",
+        )
+        publisher.close()
+    finally:
+        listener.close()
+        for pop in (writer, reader):
+            pop.stop()
+
+
+def _write_at(writer: PopProcess, reader: PopProcess, listener: Any, sql: str) -> None:
+    """Write through ``writer``; its message names the write's frame, the reader gets it."""
+    with writer.client() as http:
+        answer = pipeline(http, [execute(sql)])
+    written_at = answer["results"][0]["response"]["result"]["replication_index"]
+    announced = _next_message(listener)
+    assert announced is not None and announced.position == written_at, (announced, answer)
+    _wait_for(
+        lambda: _metric(reader, "edgepop_replica_position") >= int(written_at),
+        5,
+        f"the reader to reach frame {written_at}",
+    )
+
+
+def _next_message(listener: Any) -> SyncMessage | None:
+    """The next sync message on ``listener`` within 5 s (subscription notices skipped)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        item = listener.get_message(timeout=0.5)
+        if item is not None and item["type"] == "message":
+            return SyncMessage.decode(item["data"])
+    return None

@@ -41,8 +41,9 @@ class SyncMessage:
     database: str | None
     sender: str | None = None
     reason: SyncReason = "write"
-    # The sender's replica position after the change, when known: a receiver already at
-    # or past it has nothing to pull.
+    # The origin's replication_index after the change (the frame that holds it), when the
+    # sender's engine follows one: a receiver whose replica is at or past it has nothing
+    # to pull. ``None`` from engines that do not (turso) and from the operator.
     position: str | None = None
     sent_at: float = 0.0
 
@@ -88,11 +89,7 @@ class SyncMessage:
         """Whether a POP serving ``database`` should act on this message."""
         return self.database is None or self.database == database
 
-    def already_seen_at(self, position: str | None) -> bool:
-        """Whether a replica at ``position`` already holds the change this message announces.
-
-        Only equal positions count: engines do not promise that positions order across
-        restarts or checkpoints of the origin, and a needless sync is cheap while a skipped
-        one leaves a replica stale.
-        """
-        return self.position is not None and position == self.position
+    @property
+    def replication_index(self) -> int | None:
+        """The announced change's frame at the origin, when the message names one."""
+        return int(self.position) if self.position and self.position.isdigit() else None

@@ -35,7 +35,7 @@ class RedisFabric:
         database: str,
         pop_id: str,
         metrics: PopMetrics,
-        position: Callable[[], str | None],
+        holds: Callable[[int], bool],
         on_message: Callable[[SyncMessage], Coroutine[Any, Any, None]],
     ) -> None:
         self.channel = channel
@@ -43,7 +43,7 @@ class RedisFabric:
         self._database = database
         self._pop_id = pop_id
         self._metrics = metrics
-        self._position = position
+        self._holds = holds
         self._on_message = on_message
         self._publisher = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._task: asyncio.Task[None] | None = None
@@ -59,8 +59,14 @@ class RedisFabric:
             await asyncio.gather(self._task, return_exceptions=True)
         await self._publisher.aclose()
 
-    async def publish(self) -> None:
-        message = SyncMessage(database=self._database, sender=self._pop_id, reason="write")
+    async def publish(self, replication_index: str | None) -> None:
+        """Tell the other POPs the origin changed, up to ``replication_index`` if known."""
+        message = SyncMessage(
+            database=self._database,
+            sender=self._pop_id,
+            reason="write",
+            position=replication_index,
+        )
         try:
             await self._publisher.publish(self.channel, message.encode())
         except (RedisError, OSError) as exc:
@@ -133,7 +139,7 @@ class RedisFabric:
             message is None
             or not message.concerns(self._database)
             or message.sender == self._pop_id
-            or message.already_seen_at(self._position())
+            or (message.replication_index is not None and self._holds(message.replication_index))
         ):
             self._metrics.pubsub_messages.labels("skipped").inc()
             return
