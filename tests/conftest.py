@@ -46,6 +46,11 @@ def tursodb_binary() -> str:
 
 
 @pytest.fixture(scope="session")
+def helm_binary() -> str:
+    return _ensure("ensure-helm.sh", "EDGE_POP_HELM")
+
+
+@pytest.fixture(scope="session")
 def sqld_binary() -> str:
     binary = find_sqld()
     if binary is None:
@@ -65,12 +70,19 @@ def sqld(sqld_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 @pytest.fixture(scope="session")
-def node_client() -> Callable[..., Any]:
-    """Run a scenario of ``tests/js/driver.mjs`` with the real ``@libsql/client``."""
+def node_binary() -> str:
+    """Node.js, with ``tests/js``'s packages (the real ``@libsql/client``) installed."""
     node = shutil.which("node")
     assert node, "Node.js is required for the @libsql/client tests (see README)"
     if not (JS_DIR / "node_modules" / "@libsql" / "client").exists():
         subprocess.run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True)
+    return node
+
+
+@pytest.fixture(scope="session")
+def node_client(node_binary: str) -> Callable[..., Any]:
+    """Run a scenario of ``tests/js/driver.mjs`` with the real ``@libsql/client``."""
+    node = node_binary
 
     def run(scenario: str, pop: PopProcess, arg: str = "") -> Any:
         done = subprocess.run(

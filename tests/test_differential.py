@@ -59,11 +59,12 @@ def origin_stack(
     request: pytest.FixtureRequest,
     tursodb_binary: str,
     sqld_binary: str,
+    node_binary: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     kind = request.param
     workdir = tmp_path_factory.mktemp(f"diff-{kind}")
-    with stack(kind, tursodb_binary, sqld_binary, workdir, PROFILES[kind]) as s:
+    with stack(kind, tursodb_binary, sqld_binary, node_binary, workdir, PROFILES[kind]) as s:
         yield s
 
 

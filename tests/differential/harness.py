@@ -183,7 +183,7 @@ class Stack:
 
 @contextmanager
 def stack(
-    kind: str, tursodb: str, sqld: str, workdir: Path, profile: OriginProfile
+    kind: str, tursodb: str, sqld: str, node: str, workdir: Path, profile: OriginProfile
 ) -> Iterator[Stack]:
     """Origin ``kind`` ("tursodb" or "gateway"), two POPs, sqld and a Node client."""
     with ExitStack() as cleanup:
@@ -208,13 +208,20 @@ def stack(
         for pop in (writer, follower):
             pop.start_and_wait()
             cleanup.callback(pop.stop)
-        node = NodeClient()
-        cleanup.callback(node.close)
+        client = NodeClient(node)
+        cleanup.callback(client.close)
         clients = [
             cleanup.enter_context(loopback_client(url))
             for url in (origin_url, database.url, reference_server.url)
         ]
         origin_http, database_http, sqld_http = clients
         yield Stack(
-            profile, writer, follower, node, origin_http, database_http, reference_server, sqld_http
+            profile,
+            writer,
+            follower,
+            client,
+            origin_http,
+            database_http,
+            reference_server,
+            sqld_http,
         )

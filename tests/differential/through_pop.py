@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -217,9 +216,7 @@ def _typed_legacy(value: Any) -> TypedValue:
 class NodeClient:
     """One long-lived Node process running units with the real ``@libsql/client``."""
 
-    def __init__(self) -> None:
-        node = shutil.which("node")
-        assert node, "Node.js is required for the @libsql/client units (see README)"
+    def __init__(self, node: str) -> None:
         self.proc = subprocess.Popen(
             [node, str(JS_DRIVER)],
             stdin=subprocess.PIPE,
