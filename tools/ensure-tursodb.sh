@@ -6,11 +6,9 @@ VERSION="${TURSODB_VERSION:-0.8.0-pre.4}"
 CACHE="${EDGE_POP_CACHE:-$HOME/.cache/edge-pop}"
 DEST="$CACHE/tursodb-$VERSION"
 if [[ ! -x "$DEST/tursodb" ]]; then
-  command -v npm >/dev/null || { echo "ensure-tursodb: npm is needed to fetch tursodb" >&2; exit 1; }
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
-  (cd "$tmp" && npm pack --silent "@tursodatabase/cli-linux-x64-gnu@$VERSION" >/dev/null)
-  tar -xzf "$tmp"/tursodatabase-cli-linux-x64-gnu-*.tgz -C "$tmp"
+  "$(dirname "$0")/npm-unpack.sh" "@tursodatabase/cli-linux-x64-gnu@$VERSION" "$tmp"
   mkdir -p "$DEST"
   install -m 0755 "$tmp/package/tursodb" "$DEST/tursodb.partial"
   mv "$DEST/tursodb.partial" "$DEST/tursodb"

@@ -13,10 +13,17 @@ class _NoAliasDumper(yaml.SafeDumper):
         return True
 
 
-def dump_documents(documents: Iterable[Any], header: str = "") -> str:
-    """Dump objects as a multi-document YAML stream, preceded by comment lines."""
+def dump_documents(documents: Iterable[Any], header: str = "", *, width: int = 100) -> str:
+    """Dump objects as a multi-document YAML stream, preceded by comment lines.
+
+    Lines longer than ``width`` are folded at spaces.
+    """
     body = yaml.dump_all(
-        list(documents), Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=False, width=100
+        list(documents),
+        Dumper=_NoAliasDumper,
+        sort_keys=False,
+        default_flow_style=False,
+        width=width,
     )
     comments = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
     return comments + body
