@@ -126,6 +126,24 @@ FOUND_BY_LONG_RUNS = (
         ),
         False,
     ),
+    # A view created earlier in the same request, then created again: the POP's schema
+    # lacks it, so only the origin's schema as that request left it words the failure as
+    # sqld does ("view v1 already exists", at the name's offset).
+    (
+        Program(
+            (
+                Unit(
+                    Mode.LEGACY,
+                    (
+                        Stmt("CREATE TABLE t1 (a INTEGER PRIMARY KEY, b TEXT, c)"),
+                        Stmt("CREATE VIEW v1 AS SELECT a, b FROM t1 WHERE c > 0"),
+                        Stmt("CREATE VIEW v1 AS SELECT a, b FROM t1 WHERE c > 0"),
+                    ),
+                ),
+            )
+        ),
+        False,
+    ),
 )
 
 

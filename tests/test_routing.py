@@ -126,6 +126,23 @@ def test_schema_change_is_seen(inspector: SqlInspector) -> None:
     assert not inspector.load_schema([SchemaObject("table", "later", "CREATE TABLE later (a)")])
 
 
+def test_a_failure_after_schema_changes_in_the_same_request_is_compiled_after_them(
+    inspector: SqlInspector,
+) -> None:
+    ran = ["CREATE TABLE later (a)", "INSERT INTO later VALUES (1)", "CREATE VIEW v AS SELECT 1"]
+    ahead = inspector.after(ran)
+    error = ahead.inspect("CREATE VIEW v AS SELECT 2").compile_error("View v already exists")
+    assert (error.message, error.code) == (
+        "SQL input error: view v already exists (at offset 12)",
+        "SQL_INPUT_ERROR",
+    )
+    assert ahead.inspect("SELECT a FROM later").kind is Kind.READ
+    # The replica's own schema is not touched, and a request without schema changes
+    # needs no copy.
+    assert inspector.inspect("SELECT a FROM later").kind is Kind.UNKNOWN
+    assert inspector.after(["INSERT INTO t (v) VALUES ('x')"]) is inspector
+
+
 @pytest.mark.parametrize(
     ("sql", "origin_says", "answer"),
     [

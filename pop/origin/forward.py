@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from pop.hrana.errors import HranaError, OriginStreamLost, is_sqld_code, sqlite_error
@@ -208,6 +209,7 @@ class Forwarder:
             )
         step_results: list[dict[str, Any] | None] = []
         step_errors: list[dict[str, Any] | None] = []
+        ran: list[str] = []
         for index, info in enumerate(infos):
             result = raw["step_results"][2 * index]
             error = raw["step_errors"][2 * index]
@@ -224,7 +226,9 @@ class Forwarder:
             if index in unbound:
                 error = unbound[index].to_json() if error else None
             elif error:
-                error = self._normalized_error(error, info.sql).to_json()
+                error = self._normalized_error(error, info.sql, ran).to_json()
+            if result is not None:
+                ran.append(info.sql)
             step_results.append(result)
             step_errors.append(error)
         return {"step_results": step_results, "step_errors": step_errors, "replication_index": None}
@@ -254,13 +258,20 @@ class Forwarder:
         return {"sql": sql, "want_rows": stmt.want_rows, "args": args}
 
     def _normalized_batch(self, result: dict[str, Any], sqls: list[str]) -> dict[str, Any]:
-        result["step_errors"] = [
-            self._normalized_error(error, sql).to_json() if error else None
-            for error, sql in zip(result.get("step_errors", []), sqls, strict=False)
-        ]
+        ran: list[str] = []
+        errors: list[dict[str, Any] | None] = []
+        for error, done, sql in zip(
+            result.get("step_errors", []), result.get("step_results", []), sqls, strict=False
+        ):
+            errors.append(self._normalized_error(error, sql, ran).to_json() if error else None)
+            if done is not None:
+                ran.append(sql)
+        result["step_errors"] = errors
         return result
 
-    def _normalized_error(self, error: dict[str, Any], sql: str | None) -> HranaError:
+    def _normalized_error(
+        self, error: dict[str, Any], sql: str | None, ran: Sequence[str] = ()
+    ) -> HranaError:
         """An origin's error with the code sqld gives, whatever the origin sent."""
         message = str(error.get("message") or "the origin reported an error without a message")
         code = str(error.get("code") or "")
@@ -270,8 +281,11 @@ class Forwarder:
             return sqlite_error(message)
         # tursodb marks what failed while compiling by code or, within a batch, by prefix.
         failed_to_compile = code == "PREPARE_ERROR" or message.startswith(_COMPILE_PREFIXES)
-        return self._inspector.inspect(sql).compile_error(
-            message, failed_to_compile=failed_to_compile
+        # Compiled against the schema the origin had: earlier steps may have changed it.
+        return (
+            self._inspector.after(ran)
+            .inspect(sql)
+            .compile_error(message, failed_to_compile=failed_to_compile)
         )
 
 

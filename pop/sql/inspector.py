@@ -201,6 +201,28 @@ class SqlInspector:
             self._cache.clear()
             return True
 
+    def after(self, ran: Iterable[str]) -> SqlInspector:
+        """An inspector for the schema the origin had after running ``ran``.
+
+        ``ran`` are statements of one request that the origin ran, in order, before a later
+        one failed: their CREATE, DROP and ALTER are not in this replica's schema yet, so
+        the failure is worded and placed as SQLite would against this schema plus them.
+        Only schema statements are applied, on a copy: never anything a client sent to
+        this inspector's own database.
+        """
+        changes = [sql for sql in ran if _changes_schema(sql)]
+        if not changes:
+            return self
+        ahead = SqlInspector()
+        with self._lock, ahead._db.backup("main", self._db, "main") as copy:
+            copy.step()
+        for sql in changes:
+            try:
+                ahead._db.execute(sql)
+            except apsw.Error:
+                continue  # fails here too (engine syntax): statements on it stay UNKNOWN
+        return ahead
+
     def inspect(self, sql: str) -> StatementInfo:
         """Classify one statement (the first, if ``sql`` holds several)."""
         with self._lock:
