@@ -17,14 +17,17 @@ ARG SSL_CERT_FILE
 ARG UV_VERSION=0.13.9
 RUN python3 -m venv /opt/uv && /opt/uv/bin/pip install --no-cache-dir --quiet "uv==${UV_VERSION}"
 WORKDIR /src
-COPY pyproject.toml uv.lock README.md ./
-COPY pop ./pop
-COPY operator/pop_operator ./operator/pop_operator
 ENV UV_PROJECT_ENVIRONMENT=/opt/edge-pop \
     UV_PYTHON_DOWNLOADS=never \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_NO_CACHE=1
+# Dependencies first, from the lock alone: a change to the code reuses this layer.
+COPY pyproject.toml uv.lock ./
+RUN /opt/uv/bin/uv sync --frozen --no-dev --extra operator --no-install-project --python python3
+COPY README.md ./
+COPY pop ./pop
+COPY operator/pop_operator ./operator/pop_operator
 RUN /opt/uv/bin/uv sync --frozen --no-dev --extra operator --no-editable --python python3
 
 FROM ${BASE_IMAGE}
