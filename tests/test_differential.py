@@ -51,6 +51,8 @@ PROFILES = {
     # tursodb keeps no streams: a transaction cannot stay open across requests there.
     "tursodb": OriginProfile("tursodb", keeps_streams=False, gaps=_GAPS),
     "gateway": OriginProfile("edge-pop gateway + tursodb", keeps_streams=True, gaps=_GAPS),
+    # The libSQL server itself, with POPs on the libsql engine: only sqld's own gap.
+    "sqld": OriginProfile("sqld", keeps_streams=True, gaps=dict(SQLD_GAPS)),
 }
 
 
@@ -122,6 +124,17 @@ FOUND_BY_LONG_RUNS = (
                         Stmt("SELECT 1"),
                     ),
                 ),
+            )
+        ),
+        False,
+    ),
+    # tursodb checks an index's name before its table, SQLite the table first.
+    (
+        Program(
+            (
+                Unit(Mode.EXECUTE, (Stmt("CREATE TABLE t1 (a INTEGER PRIMARY KEY, b, c)"),)),
+                Unit(Mode.EXECUTE, (Stmt("CREATE INDEX i2 ON t1 (b)"),)),
+                Unit(Mode.BATCH, (Stmt("SELECT 1"), Stmt("CREATE UNIQUE INDEX i2 ON t2 (c)"))),
             )
         ),
         False,

@@ -111,17 +111,16 @@ class StatementInfo:
         """An error the origin reported for this statement, in sqld's terms.
 
         When it is the error SQLite gave here while compiling (the same message, or the
-        origin says it too failed to compile on the same name), SQLite's own wording is
-        used: ``tursodb`` words some differently ("No such table: t", "table 't' does not
-        exist"). Its offset in the text is then known too, which makes it an
-        ``SQL_INPUT_ERROR`` for sqld. The name must match because the schema here may be
-        behind the origin's: a table created earlier in the same request is missing here,
-        and the origin's complaint is then about another name.
+        origin says it too failed to compile), SQLite's own wording is used: ``tursodb``
+        words some differently ("No such table", "table 't' does not exist") and checks
+        in another order (an index name before its table). Its offset in the text is then
+        known too, which makes it an ``SQL_INPUT_ERROR`` for sqld. The schema here must be
+        the one the origin compiled against: ``after`` adds what earlier statements of the
+        same request changed.
         """
         said = self.error if self.compile_failed else None
         if said is not None and (
-            said.lower() == bare_message(message)[0].lower()
-            or (failed_to_compile and _names_the_same(said, message))
+            failed_to_compile or said.lower() == bare_message(message)[0].lower()
         ):
             return sqlite_error(said, offset=self.error_offset)
         return sqlite_error(message)
@@ -129,25 +128,6 @@ class StatementInfo:
     @property
     def is_read(self) -> bool:
         return self.kind in (Kind.READ, Kind.BEGIN_READ)
-
-
-# SQLite's "no such table: t" form: what is missing, then the name it is missing under.
-_MISSING_NAME = re.compile(r"[a-z ]+: (?P<name>.+)")
-# tursodb names it quoted ("table 't' does not exist.") or last ("no such table: t"), in
-# its own quotes when the SQL had them ('no such table: "select"').
-_QUOTED_NAME = re.compile(r"'([^']*)'")
-
-
-def _names_the_same(sqlite_message: str, origin_message: str) -> bool:
-    """Whether the origin's message is about the name SQLite's message is about."""
-    missing = _MISSING_NAME.fullmatch(sqlite_message)
-    if missing is None:
-        return True
-    name = missing["name"].lower()
-    # SQLite names the schema for some statements ("main.t1"); tursodb does not.
-    forms = {name, name.partition(".")[2]}
-    named = [*_QUOTED_NAME.findall(origin_message), origin_message.rpartition(": ")[2]]
-    return any(found.strip('"`[]').lower() in forms for found in named)
 
 
 @dataclass(frozen=True, slots=True)

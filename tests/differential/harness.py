@@ -25,7 +25,14 @@ from pathlib import Path
 
 import httpx
 
-from pop.localrun import GatewayProcess, PopProcess, SqldServer, TursodbOrigin, loopback_client
+from pop.localrun import (
+    GatewayProcess,
+    HranaServer,
+    PopProcess,
+    SqldServer,
+    TursodbOrigin,
+    loopback_client,
+)
 from tests.differential.grammar import Mode, OriginProfile, Program
 from tests.differential.outcome import Dump, Failed, Outcome, Row, quote_identifier
 from tests.differential.reference import Reference, dump_with
@@ -53,34 +60,40 @@ class Stack:
     follower: PopProcess
     node: NodeClient
     origin: httpx.Client  # what the POPs call the origin (tursodb, or the gateway before it)
-    database: httpx.Client  # the database itself (tursodb), for its connection's state
+    # tursodb itself, whose one connection every request shares; None for sqld, which
+    # gives every stream a connection of its own (one left open would show instead as a
+    # later write that waits, then fails, which the programs would see).
+    database: httpx.Client | None
     sqld: SqldServer
     sqld_http: httpx.Client
 
-    def empty(self, http: httpx.Client) -> None:
+    def empty(self, http: httpx.Client, *, close: bool = True) -> None:
         _, objects = pop_query(
             http,
             "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' "
             "AND type IN ('trigger', 'view', 'index', 'table')",
+            close=close,
         )
         drops = [
             f"DROP {kind[1].upper()} IF EXISTS {quote_identifier(str(name[1]))}"
             for kind, name in sorted(objects, key=lambda row: _DROP_ORDER[str(row[0][1])])
         ]
         _, sequence = pop_query(
-            http, "SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_sequence'"
+            http, "SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_sequence'", close=close
         )
         drops += ["DELETE FROM sqlite_sequence"] if sequence[0][0][1] else []
         statements = [*drops, "PRAGMA user_version = 0"]
-        answer = http.post(
-            "/v2/pipeline",
-            json={"requests": [{"type": "execute", "stmt": {"sql": sql}} for sql in statements]},
-        ).json()
-        for sql, result in zip(statements, answer["results"], strict=True):
+        requests = [{"type": "execute", "stmt": {"sql": sql}} for sql in statements]
+        if close:
+            requests.append({"type": "close"})
+        answer = http.post("/v2/pipeline", json={"requests": requests}).json()
+        for sql, result in zip(statements, answer["results"], strict=False):
             assert result["type"] == "ok", (sql, answer)
 
     def origin_in_autocommit(self) -> bool:
         """Whether tursodb's one connection is outside any transaction, asked of it."""
+        if self.database is None:
+            return True
         probe = {"stmt": {"sql": "SELECT 1"}, "condition": {"type": "is_autocommit"}}
         body = {"requests": [{"type": "batch", "batch": {"steps": [probe]}}]}
         answer = self.database.post("/v2/pipeline", json=body).json()
@@ -112,11 +125,12 @@ class Stack:
             return dump
 
     def origin_dump(self) -> Dump:
-        return dump_with(lambda sql: pop_query(self.origin, sql))
+        closes = self.profile.keeps_streams
+        return dump_with(lambda sql: pop_query(self.origin, sql, close=closes))
 
     def run(self, program: Program) -> None:
         """Run ``program`` all three ways; raise ``Divergence`` at the first difference."""
-        self.empty(self.origin)
+        self.empty(self.origin, close=self.profile.keeps_streams)
         self.empty(self.sqld_http)
         self.sync(self.writer)
         self.sync(self.follower)
@@ -185,9 +199,19 @@ class Stack:
 def stack(
     kind: str, tursodb: str, sqld: str, node: str, workdir: Path, profile: OriginProfile
 ) -> Iterator[Stack]:
-    """Origin ``kind`` ("tursodb" or "gateway"), two POPs, sqld and a Node client."""
+    """Origin ``kind``, two POPs, sqld and a Node client.
+
+    ``kind``: "tursodb"; "gateway" (edge-pop gateway before tursodb), with POPs on the
+    ``turso`` engine; or "sqld", a second sqld as the origin with POPs on their default
+    engine, ``libsql``.
+    """
     with ExitStack() as cleanup:
-        database = TursodbOrigin(tursodb, workdir)
+        database: HranaServer
+        if kind == "sqld":
+            (workdir / "origin").mkdir()
+            database = SqldServer(sqld, workdir / "origin")
+        else:
+            database = TursodbOrigin(tursodb, workdir)
         database.start_and_wait()
         cleanup.callback(database.stop)
         origin_url = database.url
@@ -201,9 +225,15 @@ def stack(
         cleanup.callback(reference_server.stop)
         # A long interval: the follower must learn of changes only from the syncs asked here.
         quiet = {"TURSO_SYNC_INTERVAL": "3600", "LOG_LEVEL": "warning"}
-        writer = PopProcess(origin_url, workdir, region="writer", extra_env=quiet)
+        engine = "libsql" if kind == "sqld" else "turso"
+        writer = PopProcess(origin_url, workdir, region="writer", engine=engine, extra_env=quiet)
         follower = PopProcess(
-            origin_url, workdir, region="follower", token=writer.token, extra_env=quiet
+            origin_url,
+            workdir,
+            region="follower",
+            token=writer.token,
+            engine=engine,
+            extra_env=quiet,
         )
         for pop in (writer, follower):
             pop.start_and_wait()
@@ -221,7 +251,7 @@ def stack(
             follower,
             client,
             origin_http,
-            database_http,
+            None if kind == "sqld" else database_http,
             reference_server,
             sqld_http,
         )

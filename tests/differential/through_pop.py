@@ -288,12 +288,19 @@ def _client_outcome(raw: dict[str, Any]) -> Outcome:
     return Rows(tuple(raw["columns"]), rows, raw["affected"], None if last is None else int(last))
 
 
-def pop_query(pop_http: httpx.Client, sql: str) -> tuple[tuple[str, ...], list[Row]]:
-    """One read through a POP (or any Hrana server), for dumps; fails unless it succeeds."""
-    answer = pop_http.post(
-        "/v2/pipeline", json={"requests": [{"type": "execute", "stmt": {"sql": sql}}]}
-    ).json()
-    result = answer["results"][0]
+def pop_query(
+    pop_http: httpx.Client, sql: str, *, close: bool = True
+) -> tuple[tuple[str, ...], list[Row]]:
+    """One read through a POP (or any Hrana server), for dumps; fails unless it succeeds.
+
+    The stream is closed at once (``close``): sqld holds an unclosed stream's connection
+    until it expires, and refuses new ones (HTTP 429) once about 128 are held. tursodb
+    knows no ``close`` and keeps no streams.
+    """
+    requests = [{"type": "execute", "stmt": {"sql": sql}}, *([{"type": "close"}] * close)]
+    response = pop_http.post("/v2/pipeline", json={"requests": requests})
+    assert response.status_code == 200, f"{sql!r}: HTTP {response.status_code} {response.text}"
+    result = response.json()["results"][0]
     assert result["type"] == "ok", f"{sql!r} failed on the POP: {result}"
     outcome = _hrana_outcome(result["response"]["result"], None)
     assert isinstance(outcome, Rows)
