@@ -47,6 +47,19 @@ HERE = Path(__file__).resolve().parent
 ENSURE_SH = HERE / "ensure.sh"
 
 ADMIN_USER = "edge-pop-admin"
+SERVICE_CIDR = "10.0.0.0/24"
+KUBERNETES_SERVICE_IP = "10.0.0.1"
+# With a node: reach the kubelet by its IP (the node's name is in no DNS).
+NODE_APISERVER_ARGS = ("--kubelet-preferred-address-types=InternalIP",)
+# Without a node (no advertise_address), as envtest runs:
+API_ONLY_APISERVER_ARGS = (
+    # The Endpoints of the "kubernetes" Service may not name a loopback address,
+    # so its reconciler would only log errors.
+    "--endpoint-reconciler-type=none",
+    # No controller-manager creates the "default" ServiceAccount, so this plugin
+    # would reject every Pod.
+    "--disable-admission-plugins=ServiceAccount",
+)
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
@@ -62,7 +75,7 @@ class ApiError(ControlPlaneError):
 
 
 def ensure_binaries(*, quiet: bool = True) -> Path:
-    """Run ensure.sh (builds on first use, ~10 min) and return the binary dir."""
+    """Run ensure.sh (builds on first use, ~15 min) and return the binary dir."""
     env_dir = os.environ.get("EDGE_POP_KUBE_BIN")
     if env_dir:
         return Path(env_dir)
@@ -183,8 +196,13 @@ class ControlPlane:
         kubectl: str | None = None,
         startup_timeout: float = 120.0,
         extra_apiserver_args: Sequence[str] = (),
+        advertise_address: str | None = None,
     ) -> None:
+        """``advertise_address``: serve on that IP (one pods can reach) instead of
+        127.0.0.1, publish it as the ``kubernetes`` Service's endpoint, and admit
+        ServiceAccounts as a real cluster does; for use with ``node.Node``."""
         self.workdir = Path(workdir).resolve()
+        self.advertise_address = advertise_address
         self._bin_dir = bin_dir
         self._kubectl = kubectl
         self.startup_timeout = startup_timeout
@@ -277,7 +295,9 @@ class ControlPlane:
             "extendedKeyUsage=serverAuth\n"
             "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
             "DNS:kubernetes.default,DNS:kubernetes.default.svc,"
-            "DNS:kubernetes.default.svc.cluster.local,IP:10.0.0.1\n"
+            f"DNS:kubernetes.default.svc.cluster.local,IP:{KUBERNETES_SERVICE_IP}"
+            + (f",IP:{self.advertise_address}" if self.advertise_address else "")
+            + "\n"
         )
         # Arguments contain no spaces, so plain split() is exact.
         for command in (
@@ -287,6 +307,11 @@ class ControlPlane:
             " -subj /CN=kube-apiserver",
             "x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650"
             " -out apiserver.crt -extfile san.cnf -extensions ext",
+            # The API server's client certificate towards kubelets (logs, exec).
+            "req -newkey rsa:2048 -nodes -keyout kubelet-client.key -out kubelet-client.csr"
+            " -subj /O=system:masters/CN=kube-apiserver-kubelet-client",
+            "x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial"
+            " -days 3650 -out kubelet-client.crt",
             "genrsa -out sa.key 2048",
             "rsa -in sa.key -pubout -out sa.pub",
         ):
@@ -332,7 +357,8 @@ class ControlPlane:
 
     def _start_apiserver(self) -> None:
         port = free_port()
-        self.server = f"https://127.0.0.1:{port}"
+        address = self.advertise_address or "127.0.0.1"
+        self.server = f"https://{address}:{port}"
         if not self.admin_token:
             self.admin_token = os.urandom(24).hex()
         tokens = self.pki / "tokens.csv"
@@ -344,8 +370,8 @@ class ControlPlane:
             [
                 str(self.bin_dir / "kube-apiserver"),
                 f"--etcd-servers={self.etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={address}",
+                f"--advertise-address={address}",
                 f"--secure-port={port}",
                 f"--cert-dir={p}",
                 f"--tls-cert-file={p / 'apiserver.crt'}",
@@ -356,14 +382,11 @@ class ControlPlane:
                 f"--service-account-issuer={SA_ISSUER}",
                 f"--service-account-key-file={p / 'sa.pub'}",
                 f"--service-account-signing-key-file={p / 'sa.key'}",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
-                # The Endpoints of the "kubernetes" Service may not name a
-                # loopback address, so its reconciler would only log errors.
-                "--endpoint-reconciler-type=none",
-                # No controller-manager creates the "default" ServiceAccount, so
-                # this plugin would reject every Pod (as envtest does too).
-                "--disable-admission-plugins=ServiceAccount",
+                f"--kubelet-client-certificate={p / 'kubelet-client.crt'}",
+                f"--kubelet-client-key={p / 'kubelet-client.key'}",
+                *(NODE_APISERVER_ARGS if self.advertise_address else API_ONLY_APISERVER_ARGS),
                 "--v=1",
                 *self.extra_apiserver_args,
             ],
@@ -559,7 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="edge-pop-kube-"))
     bin_dir = args.bin_dir
     if bin_dir is None:
-        print("ensuring binaries (first build takes ~10 minutes)...", file=sys.stderr, flush=True)
+        print("ensuring binaries (first build takes ~15 minutes)...", file=sys.stderr, flush=True)
         bin_dir = ensure_binaries(quiet=False)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build (or find cached) kube-apiserver, kubectl, etcd and etcdctl for tests.
+# Build (or find cached) kube-apiserver, kube-controller-manager, kube-proxy, kube-scheduler,
+# kubelet, kubectl, etcd and etcdctl for tests.
 #
 #   tools/kube/ensure.sh            -> last stdout line: the binary directory
 #   KUBE_BIN=$(tools/kube/ensure.sh | tail -n1)
@@ -32,9 +33,9 @@ etcd_version="$(awk '$1 == "require" && $2 == "go.etcd.io/etcd/server/v3" {print
 [[ -n "$etcd_version" ]] || die "cannot read go.etcd.io/etcd/server/v3 version from etcd/go.mod"
 
 out="$cache_root/kube-${k8s_version#v}"
-binaries=(kube-apiserver kubectl etcd etcdctl)
+binaries=(kube-apiserver kube-controller-manager kube-proxy kube-scheduler kubelet kubectl etcd etcdctl)
 # Bump when the build commands or flags below change, to invalidate caches.
-build_rev=1
+build_rev=2
 
 stamp_of() {
     {
@@ -88,7 +89,7 @@ if is_current; then # another process built it while we waited
     exit 0
 fi
 
-log "building kube-apiserver/kubectl $k8s_version and etcd/etcdctl $etcd_version into $out"
+log "building Kubernetes $k8s_version and etcd/etcdctl $etcd_version into $out"
 log "$(go version)"
 
 tmp="$(mktemp -d "$cache_root/.kube-build.XXXXXX")"
@@ -113,10 +114,10 @@ done
 start=$SECONDS
 (
     cd "$here/apiserver"
-    log "go build k8s.io/kubernetes/cmd/kube-apiserver"
-    go build -ldflags="-s -w$vpkg_flags" -o "$tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-    log "go build k8s.io/kubernetes/cmd/kubectl"
-    go build -ldflags="-s -w$vpkg_flags" -o "$tmp/kubectl" k8s.io/kubernetes/cmd/kubectl
+    for cmd in kube-apiserver kube-controller-manager kube-proxy kube-scheduler kubelet kubectl; do
+        log "go build k8s.io/kubernetes/cmd/$cmd"
+        go build -ldflags="-s -w$vpkg_flags" -o "$tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+    done
 )
 (
     cd "$here/etcd"
