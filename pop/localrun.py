@@ -46,15 +46,23 @@ def free_port() -> int:
 
 
 class ManagedProcess:
-    """A child process serving HTTP on a loopback port, its output in a log file."""
+    """A child process serving HTTP on a port of ``host`` (loopback unless said otherwise),
+    its output in a log file."""
 
     ready_path = "/health"  # polled by start_and_wait until it answers ready_status
     ready_status = 200
     startup_timeout = 20.0
 
     def __init__(
-        self, name: str, argv: list[str], log_path: Path, env: Mapping[str, str], port: int
+        self,
+        name: str,
+        argv: list[str],
+        log_path: Path,
+        env: Mapping[str, str],
+        port: int,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host
         self.port = port
         self.name = name
         self.argv = argv
@@ -72,7 +80,7 @@ class ManagedProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start_and_wait(self, timeout: float | None = None) -> None:
         self.start()
@@ -199,21 +207,24 @@ class SqldServer(HranaServer):
         port: int | None = None,
         *,
         jwt_key_file: Path | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
-        """``jwt_key_file``: an Ed25519 public key; sqld then asks every client for a JWT."""
+        """``jwt_key_file``: an Ed25519 public key; sqld then asks every client for a JWT.
+        ``host``: where it serves Hrana and replication (pods reach the host's bridge address).
+        """
         port = port or free_port()
         argv = [
             str(binary),
             "--db-path",
             str(workdir / "sqld.db"),
             "--http-listen-addr",
-            f"127.0.0.1:{port}",
+            f"{host}:{port}",
             "--grpc-listen-addr",
             f"127.0.0.1:{free_port()}",
             "--no-welcome",
             *(["--auth-jwt-key-file", str(jwt_key_file)] if jwt_key_file else []),
         ]
-        super().__init__("sqld", argv, workdir / "sqld.log", os.environ, port)
+        super().__init__("sqld", argv, workdir / "sqld.log", os.environ, port, host)
 
 
 class PopProcess(ManagedProcess):
@@ -278,10 +289,14 @@ class GatewayProcess(ManagedProcess):
 
 
 class RedisProcess(ManagedProcess):
-    """``redis-server`` on a loopback port, without persistence."""
+    """``redis-server`` on a port of ``host`` (loopback by default), without persistence."""
 
     def __init__(
-        self, workdir: Path, port: int | None = None, binary: str = "redis-server"
+        self,
+        workdir: Path,
+        port: int | None = None,
+        binary: str = "redis-server",
+        host: str = "127.0.0.1",
     ) -> None:
         port = port or free_port()
         argv = [
@@ -289,17 +304,20 @@ class RedisProcess(ManagedProcess):
             "--port",
             str(port),
             "--bind",
-            "127.0.0.1",
+            host,
+            # No password: off loopback, protected mode would refuse every client.
+            "--protected-mode",
+            "no",
             "--save",
             "",
             "--appendonly",
             "no",
         ]
-        super().__init__("redis", argv, workdir / f"redis-{port}.log", os.environ, port)
+        super().__init__("redis", argv, workdir / f"redis-{port}.log", os.environ, port, host)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start_and_wait(self, timeout: float | None = None) -> None:
         self.start()
@@ -309,7 +327,7 @@ class RedisProcess(ManagedProcess):
                 raise RuntimeError(f"redis exited early:\n{self.log_tail()}")
             with (
                 contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 1) as conn,
+                socket.create_connection((self.host, self.port), 1) as conn,
             ):
                 conn.sendall(b"PING\r\n")
                 if conn.recv(16).startswith(b"+PONG"):

@@ -51,6 +51,19 @@ def helm_binary() -> str:
 
 
 @pytest.fixture(scope="session")
+def pop_image() -> str:
+    """The edge-pop image, built from the Dockerfile by tools/image/build.sh (cached layers)."""
+    built = subprocess.run(
+        [str(ROOT / "tools" / "image" / "build.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    assert built.returncode == 0, f"image build failed:\n{built.stderr[-4000:]}"
+    return built.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
 def sqld_binary() -> str:
     binary = find_sqld()
     if binary is None:

@@ -37,18 +37,6 @@ PODMAN_RUN = [
 ]
 
 
-@pytest.fixture(scope="session")
-def pop_image() -> str:
-    built = subprocess.run(
-        [str(ROOT / "tools" / "image" / "build.sh")],
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
-    assert built.returncode == 0, f"image build failed:\n{built.stderr[-4000:]}"
-    return built.stdout.strip().splitlines()[-1]
-
-
 @pytest.fixture()
 def container_name() -> Iterator[str]:
     name = f"edge-pop-test-{secrets.token_hex(4)}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pop_operator.render.identity import container_security_context, pod_security_context
 from pop_operator.settings import OperatorSettings
 
 OPERATOR_NAME = "edge-pop-operator"
@@ -35,11 +36,7 @@ def operator_deployment(
                 "metadata": {"labels": {**labels, **selector}},
                 "spec": {
                     "serviceAccountName": name,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 65532,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": pod_security_context(),
                     "containers": [
                         {
                             "name": "operator",
@@ -59,11 +56,7 @@ def operator_deployment(
                                 "requests": {"cpu": "50m", "memory": "128Mi"},
                                 "limits": {"memory": "256Mi"},
                             },
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
+                            "securityContext": container_security_context(),
                         }
                     ],
                 },

@@ -5,7 +5,9 @@ Importing this module registers the handlers in kopf's default registry.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import time
 from typing import Any, Literal
 
@@ -14,7 +16,7 @@ from pydantic import ValidationError
 
 from pop_operator import metrics
 from pop_operator.children import ReplacementPendingError
-from pop_operator.kube import ApiError, EdgePopResource, as_dict
+from pop_operator.kube import ApiError, EdgePopResource, as_dict, in_cluster_server
 from pop_operator.lag import pod_targets, region_lag
 from pop_operator.model import (
     GROUP,
@@ -56,6 +58,18 @@ def _note(body: kopf.Body, *, reason: str, message: str) -> None:
 def backoff(retry: int) -> float:
     """Seconds before retry number ``retry``: 2, 4, 8, ... up to 5 minutes."""
     return float(min(2 ** (retry + 1), 300))
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod, the ServiceAccount's credentials and the API server's Service address, as
+    lightkube (the children) uses them; kopf's own service-account login would ask cluster
+    DNS for kubernetes.default.svc. Elsewhere, the kubeconfig."""
+    in_pod = kopf.login_with_service_account(**kwargs)
+    server = in_cluster_server(os.environ)
+    if in_pod is not None and server is not None:
+        return dataclasses.replace(in_pod, server=server)
+    return in_pod or kopf.login_with_kubeconfig(**kwargs)
 
 
 @kopf.on.startup()

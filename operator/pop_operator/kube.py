@@ -7,6 +7,7 @@ reads the same kubeconfig / in-cluster credentials that kopf uses.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from lightkube import ApiError, AsyncClient, codecs
@@ -36,6 +37,7 @@ __all__ = [
     "ServiceMonitorResource",
     "StatefulSet",
     "as_dict",
+    "in_cluster_server",
     "is_not_found",
     "to_resource",
 ]
@@ -57,3 +59,13 @@ def as_dict(resource: Any) -> dict[str, Any]:
 
 def is_not_found(error: ApiError) -> bool:
     return error.status.code == 404
+
+
+def in_cluster_server(environ: Mapping[str, str]) -> str | None:
+    """The API server's URL in a pod, found as client-go and lightkube find it: from the
+    ``kubernetes`` Service's environment variables, which need no cluster DNS."""
+    host = environ.get("KUBERNETES_SERVICE_HOST")
+    if not host:
+        return None
+    port = environ.get("KUBERNETES_SERVICE_PORT", "443")
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"

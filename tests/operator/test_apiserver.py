@@ -578,10 +578,11 @@ def test_lagging_region_gets_a_sync(
                 "spec": {
                     "containers": [container],
                     "volumes": [
+                        *template["spec"].get("volumes", []),
                         {
                             "name": "data",
                             "persistentVolumeClaim": {"claimName": "data-shop-eu-west-0"},
-                        }
+                        },
                     ],
                 },
             },

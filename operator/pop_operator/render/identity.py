@@ -1,4 +1,5 @@
-"""Names, labels and owner references shared by every child object."""
+"""Names, labels, owner references and security contexts shared by every child object
+(and the operator's own Deployment)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 from pop_operator.model import API_VERSION, KIND
 
+# The user and group the Dockerfile creates; the operator and the POPs run as them.
+IMAGE_UID = 65532
 POP_PORT = 3000
 PORT_NAME = "http"
 MANAGED_BY = "edge-pop-operator"
@@ -71,4 +74,25 @@ def metadata(owner: Owner, name: str, region: str, **extra_labels: str) -> dict[
         "namespace": owner.namespace,
         "labels": {**labels(owner, region), **extra_labels},
         "ownerReferences": [owner.reference()],
+    }
+
+
+def pod_security_context() -> dict[str, Any]:
+    """Non-root as the image's user; files on mounted volumes get its group (fsGroup), so
+    the POP can write a fresh claim whatever the volume's owner."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": IMAGE_UID,
+        "runAsGroup": IMAGE_UID,
+        "fsGroup": IMAGE_UID,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
     }

@@ -11,15 +11,18 @@ from pop_operator.render.identity import (
     POP_PORT,
     PORT_NAME,
     Owner,
+    container_security_context,
     headless_name,
     labels,
     metadata,
+    pod_security_context,
     region_name,
     selector_labels,
 )
 from pop_operator.render.monitoring import scrape_annotations
 
 DATA_VOLUME = "data"
+TMP_VOLUME = "tmp"
 DATA_DIR = "/data"
 DB_FILEPATH = f"{DATA_DIR}/replica.db"
 CONFIG_HASH_ANNOTATION = "edgepop.io/config-hash"
@@ -86,12 +89,13 @@ def _container(spec: EdgePopSpec, region: Region) -> dict[str, Any]:
         "livenessProbe": _probe("/health", period=10, failures=3),
         # Ready only once the replica is open and has synced: the first sync can be long.
         "readinessProbe": _probe("/ready", period=5, failures=2),
-        "volumeMounts": [{"name": DATA_VOLUME, "mountPath": DATA_DIR}],
+        "volumeMounts": [
+            {"name": DATA_VOLUME, "mountPath": DATA_DIR},
+            # The root filesystem is read-only; SQLite puts large sorts' temp files here.
+            {"name": TMP_VOLUME, "mountPath": "/tmp"},  # noqa: S108
+        ],
         "resources": resources,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": container_security_context(),
     }
 
 
@@ -132,7 +136,9 @@ def stateful_set(
     if scrape_annotations_on:
         annotations.update(scrape_annotations())
     pod_spec: dict[str, Any] = {
+        "securityContext": pod_security_context(),
         "containers": [_container(spec, region)],
+        "volumes": [{"name": TMP_VOLUME, "emptyDir": {}}],
         "affinity": _anti_affinity(owner, region),
         "terminationGracePeriodSeconds": 30,
         "enableServiceLinks": False,
