@@ -70,6 +70,11 @@ class PopMetrics:
             "Replication position of the replica (-1 when the engine has no numeric one)",
             registry=r,
         )
+        self.frames_pulled = Counter(
+            "edgepop_sync_frames_pulled_total",
+            "WAL frames the replica pulled from the origin, bootstrap included (libsql engine)",
+            registry=r,
+        )
         self.redis_connected = Gauge(
             "edgepop_redis_connected", "1 while the pub/sub subscriber is connected", registry=r
         )

@@ -100,6 +100,8 @@ class PopService:
         # Set when the catch-up sync after a forwarded write failed: the replica lacks a
         # write this POP acknowledged until the next good sync.
         self._replica_behind = False
+        # The engine's frames_pulled already added to the metrics counter.
+        self._frames_counted = 0
         self.router = Router(
             self.inspector,
             self.pool,
@@ -369,6 +371,10 @@ class PopService:
         position = self.engine.position()
         self.metrics.replica_position.set(int(position) if position and position.isdigit() else -1)
         self.metrics.open_streams.set(len(self.streams))
+        pulled = self.engine.stats().get("frames_pulled")
+        if isinstance(pulled, int) and pulled > self._frames_counted:
+            self.metrics.frames_pulled.inc(pulled - self._frames_counted)
+            self._frames_counted = pulled
 
     # -- Hrana -------------------------------------------------------------------------
 

@@ -123,3 +123,29 @@ def test_read_your_writes_waits_for_the_writes_index_and_no_longer(pair: dict[st
     )
     assert metric(process, "edgepop_syncs_total", trigger="write") == syncs + 1
     _post(pop, [execute("DELETE FROM held")])
+
+
+def test_a_pop_restarted_on_its_file_pulls_only_the_frames_written_meanwhile(
+    sqld: SqldServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    workdir = tmp_path_factory.mktemp("pop-restarted")
+
+    def pop() -> PopProcess:
+        return PopProcess(sqld.url, workdir, region="eu", engine="libsql")
+
+    def position(process: PopProcess) -> int:
+        return int(httpx.get(f"{process.url}/ready", timeout=5).json()["position"])
+
+    sqld.execute("CREATE TABLE IF NOT EXISTS restarted (n INTEGER)")
+    first = pop()
+    with running(first):
+        at_stop = position(first)
+        # A fresh file pulls the whole log, from frame 1.
+        assert metric(first, "edgepop_sync_frames_pulled_total") == at_stop
+    for n in range(20):
+        sqld.execute("INSERT INTO restarted VALUES (?)", [n])
+    second = pop()
+    with running(second):
+        now = position(second)
+        assert now > at_stop
+        assert metric(second, "edgepop_sync_frames_pulled_total") == now - at_stop

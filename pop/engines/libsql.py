@@ -49,10 +49,14 @@ class LibsqlEngine:
         self._syncer: SyncProcess | None = None
         # Cached for request paths (see ReplicaEngine.position); set on the sync thread.
         self._frame: int | None = None
+        # Frames applied since this process opened the replica (bootstrap included).
+        self._frames_pulled = 0
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         existed = self.path.exists() and self.path.stat().st_size > 0
+        # Where a replica kept on its volume stands, so that only newer frames count as pulled.
+        self._frame = self._applied_frame()
         try:
             # Unbounded: a first sync copies the whole database, however long that takes.
             self._pull(timeout=None)
@@ -80,7 +84,9 @@ class LibsqlEngine:
         if self._syncer is None or not self._syncer.alive:
             self._syncer = SyncProcess(str(self.path), self._sync_url, self._auth_token)
         self._syncer.sync(timeout)
-        self._frame = self._applied_frame()
+        before, self._frame = self._frame, self._applied_frame()
+        if self._frame is not None and self._frame >= (before or 0):
+            self._frames_pulled += self._frame - (before or 0)
 
     def position(self) -> str | None:
         return str(self._frame) if self._frame is not None else None
@@ -92,7 +98,11 @@ class LibsqlEngine:
         return SqliteReader(self.path)
 
     def stats(self) -> dict[str, Any]:
-        return {"frame": self._frame, "size_bytes": replica_size_bytes(self.path)}
+        return {
+            "frame": self._frame,
+            "frames_pulled": self._frames_pulled,
+            "size_bytes": replica_size_bytes(self.path),
+        }
 
     def close(self) -> None:
         if self._syncer is not None:

@@ -70,7 +70,10 @@ def _statefulsets(kube: Kube, ns: str) -> list[str]:
 
 
 def _mark_ready(kube: Kube, ns: str, name: str) -> None:
-    """Do what the StatefulSet controller and kubelets would: report every POP ready."""
+    """Do what the StatefulSet controller and kubelets would: report every POP ready.
+
+    The fast tier's stand-in; test_pods.py shows the same outcome with real pods
+    (test_two_regions_become_ready_by_probe_and_a_write_in_one_is_read_in_the_other)."""
     sts = kube.get("StatefulSet", ns, name)
     assert sts is not None
     replicas = sts["spec"]["replicas"]
@@ -563,6 +566,9 @@ def test_lagging_region_gets_a_sync(
         lambda: kube.get("StatefulSet", namespace, "shop-eu-west"), TIMEOUT, "StatefulSet"
     )
 
+    # A stand-in POP (a metrics server on this host) lets this tier check recovery quickly;
+    # test_pods.py's test_the_lag_timer_reads_a_real_pops_metrics_and_gets_it_synced is the
+    # same check against a real POP pod.
     with lag_metrics_server(900.0) as (port, gauge):
         # A POP pod as the StatefulSet controller would create it, "running" on this host.
         template = sts["spec"]["template"]

@@ -13,10 +13,13 @@ import json
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from pop.localrun import RedisProcess, SqldServer, loopback_client
 from pop_operator.render.identity import POP_PORT
@@ -144,7 +147,10 @@ def test_helm_install_runs_the_operator_as_pods_under_the_charts_rbac(
     assert "forbidden" not in logs.lower(), logs[-4000:]
 
 
-def _edgepop(name: str, origin_url: str, image: str) -> dict[str, Any]:
+def _edgepop(
+    name: str, origin_url: str, image: str, regions: list[str], **sync: Any
+) -> dict[str, Any]:
+    storage = {"size": "1Gi", "storageClassName": STORAGE_CLASS}
     return {
         "apiVersion": "edgepop.io/v1alpha1",
         "kind": "EdgePop",
@@ -152,15 +158,13 @@ def _edgepop(name: str, origin_url: str, image: str) -> dict[str, Any]:
         "spec": {
             "origin": {"url": origin_url},
             "engine": "libsql",
-            "clientAuthSecretRef": {"name": f"{name}-pop", "key": "token"},
+            "clientAuthSecretRef": {"name": "pop", "key": "token"},
             "image": image,
-            "regions": [
-                {"name": "eu", "storage": {"size": "1Gi", "storageClassName": STORAGE_CLASS}},
-                {"name": "us", "storage": {"size": "1Gi", "storageClassName": STORAGE_CLASS}},
-            ],
+            "regions": [{"name": region, "storage": storage} for region in regions],
             "sync": {
                 "intervalSeconds": 60,
-                "redis": {"urlSecretRef": {"name": f"{name}-redis", "key": "url"}},
+                "redis": {"urlSecretRef": {"name": "redis", "key": "url"}},
+                **sync,
             },
             "monitoring": {"serviceMonitor": False},
         },
@@ -176,56 +180,283 @@ def _secret(name: str, key: str, value: str) -> dict[str, Any]:
     }
 
 
-def test_two_regions_become_ready_by_probe_and_a_write_in_one_is_read_in_the_other(
+@dataclass
+class Deployed:
+    """An EdgePop applied in its own namespace, with the POP token its clients use."""
+
+    namespace: str
+    name: str
+    token: str
+
+    def selector(self, region: str) -> str:
+        return f"app.kubernetes.io/instance={self.name},edgepop.io/region={region}"
+
+    def url(self, pod: dict[str, Any]) -> str:
+        return f"http://{pod['status']['podIP']}:{POP_PORT}"
+
+    def client(self, pod: dict[str, Any]) -> httpx.Client:
+        return loopback_client(self.url(pod), headers={"Authorization": f"Bearer {self.token}"})
+
+
+@pytest.fixture(scope="module")
+def deploy(
     cluster: Cluster,
     pod_kube: Kube,
     release: str,
     origin: SqldServer,
     redis: RedisProcess,
     pop_image: str,
-) -> None:
-    namespace = pod_kube.namespace("shop")
-    token = secrets.token_urlsafe(16)
-    pod_kube.create("Secret", namespace, _secret("shop-pop", "token", token))
-    pod_kube.create("Secret", namespace, _secret("shop-redis", "url", redis.url))
-    cluster.node.local_volumes(2, storage_class=STORAGE_CLASS)
-    pod_kube.create("EdgePop", namespace, _edgepop("shop", origin.url, pop_image))
+) -> Callable[..., Deployed]:
+    def apply(name: str, regions: list[str], **sync: Any) -> Deployed:
+        deployed = Deployed(pod_kube.namespace(name), name, secrets.token_urlsafe(16))
+        pod_kube.create("Secret", deployed.namespace, _secret("pop", "token", deployed.token))
+        pod_kube.create("Secret", deployed.namespace, _secret("redis", "url", redis.url))
+        cluster.node.local_volumes(len(regions), storage_class=STORAGE_CLASS)
+        body = _edgepop(name, origin.url, pop_image, regions, **sync)
+        pod_kube.create("EdgePop", deployed.namespace, body)
+        return deployed
 
-    def both_ready() -> dict[str, dict[str, Any]] | None:
-        ready = {}
-        for region in ("eu", "us"):
-            pods = _pods(pod_kube, namespace, f"edgepop.io/region={region}")
-            if not pods or not _ready(pods[0]):
-                return None
-            ready[region] = pods[0]
-        return ready
+    return apply
+
+
+def _ready_pods(
+    cluster: Cluster, kube: Kube, deployed: Deployed, region: str, count: int
+) -> list[dict[str, Any]]:
+    """Wait until ``region`` has exactly ``count`` pods, all Ready by the kubelet's probe."""
+
+    def ready() -> list[dict[str, Any]] | None:
+        pods = _pods(kube, deployed.namespace, deployed.selector(region))
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        return live if len(pods) == len(live) == count and all(map(_ready, live)) else None
 
     try:
-        pops = wait_until(both_ready, 180, "a Ready POP pod in each region", every=1)
+        pods = wait_until(ready, 180, f"{count} Ready POP pod(s) in {region}", every=1)
     except AssertionError as error:
-        raise AssertionError(f"{error}\n{_describe(cluster, namespace)}") from error
+        raise AssertionError(f"{error}\n{_describe(cluster, deployed.namespace)}") from error
+    return sorted(pods, key=lambda p: str(p["metadata"]["name"]))
 
-    headers = {"Authorization": f"Bearer {token}"}
-    eu = f"http://{pops['eu']['status']['podIP']}:{POP_PORT}"
-    us = f"http://{pops['us']['status']['podIP']}:{POP_PORT}"
-    with loopback_client(eu, headers=headers) as http:
-        written = pipeline(
+
+@pytest.fixture(scope="module")
+def shop(cluster: Cluster, pod_kube: Kube, deploy: Callable[..., Deployed]) -> Deployed:
+    """Two regions, eu and us, one POP each."""
+    deployed = deploy("shop", ["eu", "us"])
+    for region in ("eu", "us"):
+        _ready_pods(cluster, pod_kube, deployed, region, 1)
+    return deployed
+
+
+def _sql(http: httpx.Client, *statements: str) -> dict[str, Any]:
+    answer = pipeline(http, [execute(sql) for sql in statements])
+    assert all(r["type"] == "ok" for r in answer["results"]), answer
+    return answer
+
+
+def _wait_rows(http: httpx.Client, sql: str, expected: list[list[Any]]) -> None:
+    def seen() -> bool:
+        answer = pipeline(http, [execute(sql)])
+        return answer["results"][0]["type"] == "ok" and rows(answer) == expected
+
+    wait_until(seen, 30, f"{sql} -> {expected}")
+
+
+def _pod_metric(url: str, name: str, **labels: str) -> float:
+    families = text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=5).text)
+    return sum(
+        sample.value
+        for family in families
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+def test_two_regions_become_ready_by_probe_and_a_write_in_one_is_read_in_the_other(
+    cluster: Cluster, pod_kube: Kube, shop: Deployed
+) -> None:
+    [eu] = _ready_pods(cluster, pod_kube, shop, "eu", 1)
+    [us] = _ready_pods(cluster, pod_kube, shop, "us", 1)
+    with shop.client(eu) as http:
+        _sql(
             http,
-            [
-                execute("CREATE TABLE pods_kv (k TEXT PRIMARY KEY, v TEXT)"),
-                execute("INSERT INTO pods_kv VALUES ('written in', 'eu')"),
-            ],
+            "CREATE TABLE pods_kv (k TEXT PRIMARY KEY, v TEXT)",
+            "INSERT INTO pods_kv VALUES ('written in', 'eu')",
         )
-        assert [r["type"] for r in written["results"]] == ["ok", "ok"], written
-    with loopback_client(us, headers=headers) as http:
-
-        def seen_in_us() -> list[list[Any]] | None:
-            read = pipeline(http, [execute("SELECT v FROM pods_kv WHERE k = 'written in'")])
-            result = read["results"][0]
-            return rows(read) if result["type"] == "ok" and rows(read) else None
-
-        assert wait_until(seen_in_us, 30, "the write in the us POP") == [["eu"]]
-    status = pod_kube.get("EdgePop", namespace, "shop")
+    with shop.client(us) as http:
+        _wait_rows(http, "SELECT v FROM pods_kv WHERE k = 'written in'", [["eu"]])
+    status = pod_kube.get("EdgePop", shop.namespace, shop.name)
     assert status is not None
     conditions = {c["type"]: c["status"] for c in status.get("status", {}).get("conditions", [])}
     assert conditions.get("Ready") == "True", json.dumps(status.get("status"), indent=2)
+    assert status["status"]["readyReplicas"] == "2/2"
+    assert {r["name"]: r["readyReplicas"] for r in status["status"]["regions"]} == {
+        "eu": 1,
+        "us": 1,
+    }
+
+
+def test_a_deleted_pop_pod_comes_back_on_its_claim_and_pulls_only_what_changed(
+    cluster: Cluster, pod_kube: Kube, shop: Deployed
+) -> None:
+    [eu] = _ready_pods(cluster, pod_kube, shop, "eu", 1)
+    [us] = _ready_pods(cluster, pod_kube, shop, "us", 1)
+    claim_name = f"data-{us['metadata']['name']}"
+    claim = pod_kube.get("PersistentVolumeClaim", shop.namespace, claim_name)
+    assert claim is not None and claim["status"]["phase"] == "Bound"
+    with shop.client(eu) as http:
+        _sql(http, "CREATE TABLE IF NOT EXISTS kept (n INTEGER)", "INSERT INTO kept VALUES (0)")
+    with shop.client(us) as http:
+        _wait_rows(http, "SELECT count(*) FROM kept", [["1"]])
+        before = int(http.get("/ready").json()["position"])
+
+    pod_kube.cp.api("DELETE", f"/api/v1/namespaces/{shop.namespace}/pods/{us['metadata']['name']}")
+
+    def old_pod_gone() -> bool:
+        found = pod_kube.get("Pod", shop.namespace, us["metadata"]["name"])
+        return found is None or found["metadata"]["uid"] != us["metadata"]["uid"]
+
+    # Written once the old POP has stopped: only the new one can pull them.
+    wait_until(old_pod_gone, 120, "the old us POP pod gone", every=0.5)
+    with shop.client(eu) as http:
+        for n in range(1, 11):
+            _sql(http, f"INSERT INTO kept VALUES ({n})")
+
+    def recreated() -> list[dict[str, Any]] | None:
+        pods = _ready_pods(cluster, pod_kube, shop, "us", 1)
+        return pods if pods[0]["metadata"]["uid"] != us["metadata"]["uid"] else None
+
+    [again] = wait_until(recreated, 180, "the us POP pod recreated", every=1)
+    volumes = {v["name"]: v for v in again["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == claim_name
+    same_claim = pod_kube.get("PersistentVolumeClaim", shop.namespace, claim_name)
+    assert same_claim is not None and same_claim["metadata"]["uid"] == claim["metadata"]["uid"]
+    with shop.client(again) as http:
+        _wait_rows(http, "SELECT count(*) FROM kept", [["11"]])
+        now = int(http.get("/ready").json()["position"])
+    pulled = _pod_metric(shop.url(again), "edgepop_sync_frames_pulled_total")
+    # What was written while it was away, not the whole database again.
+    assert pulled == now - before < now, (pulled, before, now)
+
+
+def _set_replicas(kube: Kube, deployed: Deployed, region: str, replicas: int) -> None:
+    body = kube.get("EdgePop", deployed.namespace, deployed.name)
+    assert body is not None
+    regions = body["spec"]["regions"]
+    for entry in regions:
+        if entry["name"] == region:
+            entry["replicas"] = replicas
+    kube.patch("EdgePop", deployed.namespace, deployed.name, {"spec": {"regions": regions}})
+
+
+def test_a_region_scales_up_and_down_and_keeps_the_claims(
+    cluster: Cluster, pod_kube: Kube, shop: Deployed
+) -> None:
+    cluster.node.local_volumes(1, storage_class=STORAGE_CLASS)
+    _set_replicas(pod_kube, shop, "eu", 2)
+    first, second = _ready_pods(cluster, pod_kube, shop, "eu", 2)
+    with shop.client(first) as http:
+        _sql(http, "CREATE TABLE IF NOT EXISTS scaled (n INTEGER)", "INSERT INTO scaled VALUES (1)")
+    with shop.client(second) as http:
+        _wait_rows(http, "SELECT count(*) FROM scaled", [["1"]])
+
+    _set_replicas(pod_kube, shop, "eu", 1)
+    [left] = _ready_pods(cluster, pod_kube, shop, "eu", 1)
+    assert left["metadata"]["name"] == first["metadata"]["name"]
+    kept = pod_kube.get(
+        "PersistentVolumeClaim", shop.namespace, f"data-{second['metadata']['name']}"
+    )
+    assert kept is not None, "scaling down deletes no claim (whenScaled: Retain)"
+
+
+def test_the_lag_timer_reads_a_real_pops_metrics_and_gets_it_synced(
+    cluster: Cluster, pod_kube: Kube, deploy: Callable[..., Deployed]
+) -> None:
+    # Background syncs once an hour, so only the operator's lag check can bring a sync.
+    lagging = deploy("lagging", ["solo"], intervalSeconds=3600, maxLagSeconds=5)
+    [pod] = _ready_pods(cluster, pod_kube, lagging, "solo", 1)
+
+    def published() -> dict[str, Any] | None:
+        body = pod_kube.get("EdgePop", lagging.namespace, lagging.name) or {}
+        last = body.get("status", {}).get("lastSync") or {}
+        return last if last.get("reason") == "lagging" else None
+
+    record = wait_until(published, 120, "a sync published for the lagging region", every=1)
+    assert record["value"] == "solo", record
+    body = pod_kube.get("EdgePop", lagging.namespace, lagging.name) or {}
+    degraded = [c for c in body["status"]["conditions"] if c["type"] == "Degraded"]
+    assert degraded and degraded[0]["reason"] == "RegionLagging", body["status"]
+    wait_until(
+        lambda: _pod_metric(lagging.url(pod), "edgepop_syncs_total", trigger="pubsub") >= 1,
+        30,
+        "the POP syncing on the operator's message",
+    )
+
+
+def test_helm_upgrade_rolls_the_operator_to_a_new_image_tag(
+    cluster: Cluster, pod_kube: Kube, helm_binary: str, release: str, pop_image: str
+) -> None:
+    repository, _, tag = pop_image.rpartition(":")
+    next_tag = f"{tag}-next"
+    subprocess.run(["buildah", "tag", pop_image, f"{repository}:{next_tag}"], check=True)
+    cluster.node.load_image(f"{repository}:{next_tag}")
+    helm(
+        helm_binary,
+        cluster,
+        "upgrade",
+        release,
+        str(CHART),
+        "--namespace",
+        OPERATOR_NAMESPACE,
+        "--reuse-values",
+        "--set",
+        f"operator.image.tag={next_tag}",
+        "--wait",
+        "--timeout",
+        "180s",
+    )
+    cluster.control_plane.kubectl(
+        "-n",
+        OPERATOR_NAMESPACE,
+        "rollout",
+        "status",
+        f"deployment/{release}-operator",
+        "--timeout=120s",
+    )
+    wanted = f"{repository}:{next_tag}"
+
+    def rolled() -> bool:
+        # Old pods linger while they terminate; the rollout is done when only new ones remain.
+        pods = _pods(pod_kube, OPERATOR_NAMESPACE, OPERATOR_SELECTOR)
+        images = {c["image"] for p in pods for c in p["spec"]["containers"]}
+        return images == {wanted} and all(map(_ready, pods))
+
+    wait_until(rolled, 120, f"only Ready operator pods running {wanted}", every=1)
+
+
+def test_helm_uninstall_leaves_the_replica_volumes(
+    cluster: Cluster, pod_kube: Kube, helm_binary: str, release: str, shop: Deployed
+) -> None:
+    claims = pod_kube.names("PersistentVolumeClaim", shop.namespace)
+    assert claims, "the shop EdgePop has claims"
+    pod_kube.cp.api(
+        "DELETE", f"/apis/edgepop.io/v1alpha1/namespaces/{shop.namespace}/edgepops/{shop.name}"
+    )
+    wait_until(
+        lambda: (
+            not pod_kube.get("EdgePop", shop.namespace, shop.name)
+            and not pod_kube.names("StatefulSet", shop.namespace)
+        ),
+        120,
+        "the EdgePop and its StatefulSets deleted",
+        every=1,
+    )
+    helm(helm_binary, cluster, "uninstall", release, "--namespace", OPERATOR_NAMESPACE, "--wait")
+    wait_until(
+        lambda: not _pods(pod_kube, OPERATOR_NAMESPACE, OPERATOR_SELECTOR),
+        120,
+        "the operator's pods gone",
+        every=1,
+    )
+    kept = {
+        c["metadata"]["name"]: c["status"]["phase"]
+        for c in pod_kube.items("PersistentVolumeClaim", shop.namespace)
+    }
+    assert kept == dict.fromkeys(claims, "Bound"), "dataRetention: Retain keeps every claim"

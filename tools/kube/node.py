@@ -59,6 +59,7 @@ PAUSE_IMAGE = "localhost/edge-pop-pause:1"
 CNI_PLUGINS = Path("/usr/lib/cni")
 # containerd 1.6 keeps pod network namespaces here, whatever its state directory.
 NETNS_DIR = Path("/var/run/netns")
+CONTROLLERS = ("kube-controller-manager", "kube-scheduler")
 # Where the running node notes its workdir, so that a killed run is cleaned up next time.
 RUN_RECORD = Path("/run/edge-pop-kube-node")
 
@@ -137,6 +138,10 @@ class Node:
 
     def stop(self) -> None:
         """Delete the pods, stop every component, and remove what they left. Idempotent."""
+        # Controllers first, or StatefulSets would recreate the pods deleted below.
+        for proc in [p for p in self._procs if p.name in CONTROLLERS]:
+            self._procs.remove(proc)
+            proc.stop()
         with contextlib.suppress(Exception):
             self._delete_pods_gracefully(timeout=30)
         while self._procs:
