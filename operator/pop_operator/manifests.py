@@ -4,7 +4,8 @@
     python -m pop_operator.manifests --check   # exit 1 naming each stale file
 
 Sources: the CRD comes from :mod:`pop_operator.model`, the RBAC rules from
-:mod:`pop_operator.rbac`, the operator Deployment from :mod:`pop_operator.deploy`.
+:mod:`pop_operator.rbac`, the operator's Deployment, Service and `helm test` pod from
+:mod:`pop_operator.deploy`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from typing import Any
 
 from pop import __version__
 from pop_operator.crd import CRD_NAME, custom_resource_definition
-from pop_operator.deploy import OPERATOR_LABELS, OPERATOR_NAME, operator_deployment
+from pop_operator.deploy import (
+    OPERATOR_LABELS,
+    OPERATOR_NAME,
+    health_check_pod,
+    operator_deployment,
+    operator_service,
+)
 from pop_operator.rbac import rbac_objects
 from pop_operator.yamlio import dump_documents
 
@@ -100,6 +107,17 @@ def generated_files() -> dict[Path, str]:
         labels=_HELM_LABELS,
     )
     helm_rbac = rbac_objects(name=_HELM_NAME, namespace=_HELM_NAMESPACE, labels=_HELM_LABELS)
+    plain_service = operator_service(
+        name=OPERATOR_NAME, namespace=KUSTOMIZE_NAMESPACE, labels=plain_labels
+    )
+    helm_service = operator_service(name=_HELM_NAME, namespace=_HELM_NAMESPACE, labels=_HELM_LABELS)
+    helm_check = health_check_pod(
+        name=f"{_HELM_NAME}-test",
+        namespace=_HELM_NAMESPACE,
+        service=_HELM_NAME,
+        image=_HELM_IMAGE,
+        labels=_HELM_LABELS,
+    )
     return {
         Path(f"k8s/crd/{CRD_NAME}.yaml"): crd,
         Path("k8s/crd/kustomization.yaml"): _kustomization([f"{CRD_NAME}.yaml"]),
@@ -107,7 +125,7 @@ def generated_files() -> dict[Path, str]:
         Path("k8s/operator/rbac.yaml"): _dump(
             rbac_objects(name=OPERATOR_NAME, namespace=KUSTOMIZE_NAMESPACE, labels=plain_labels)
         ),
-        Path("k8s/operator/deployment.yaml"): _dump([plain_deploy]),
+        Path("k8s/operator/deployment.yaml"): _dump([plain_deploy, plain_service]),
         Path("k8s/operator/kustomization.yaml"): _kustomization(
             ["../crd", "namespace.yaml", "rbac.yaml", "deployment.yaml"],
             KUSTOMIZE_NAMESPACE,
@@ -115,7 +133,12 @@ def generated_files() -> dict[Path, str]:
         ),
         Path(f"charts/edge-pop/crds/{CRD_NAME}.yaml"): crd,
         Path("charts/edge-pop/templates/operator-rbac.yaml"): _dump(helm_rbac, helm=True),
-        Path("charts/edge-pop/templates/operator-deployment.yaml"): _dump([helm_deploy], helm=True),
+        Path("charts/edge-pop/templates/operator-deployment.yaml"): _dump(
+            [helm_deploy, helm_service], helm=True
+        ),
+        Path("charts/edge-pop/templates/tests/operator-answers.yaml"): _dump(
+            [helm_check], helm=True
+        ),
     }
 
 

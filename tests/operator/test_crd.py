@@ -145,6 +145,7 @@ def test_kustomize_base_builds() -> None:
             "Role",
             "RoleBinding",
             "Deployment",
+            "Service",
         ]
     )
 

@@ -147,6 +147,16 @@ def test_helm_install_runs_the_operator_as_pods_under_the_charts_rbac(
     assert "forbidden" not in logs.lower(), logs[-4000:]
 
 
+def test_helm_test_checks_that_the_operator_answers(
+    cluster: Cluster, helm_binary: str, release: str
+) -> None:
+    tested = helm(
+        helm_binary, cluster, "test", release, "--namespace", OPERATOR_NAMESPACE, "--logs"
+    )
+    assert "Phase:          Succeeded" in tested.stdout, tested.stdout
+    assert "/healthz 200" in tested.stdout, tested.stdout
+
+
 def _edgepop(
     name: str, origin_url: str, image: str, regions: list[str], **sync: Any
 ) -> dict[str, Any]:
