@@ -5,18 +5,20 @@
 
 Sources: the CRD comes from :mod:`pop_operator.model`, the RBAC rules from
 :mod:`pop_operator.rbac`, the operator's Deployment, Service and `helm test` pod from
-:mod:`pop_operator.deploy`.
+:mod:`pop_operator.deploy`, the chart's values.schema.json from :mod:`pop_operator.chartvalues`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from pop import __version__
+from pop_operator.chartvalues import values_schema
 from pop_operator.crd import CRD_NAME, custom_resource_definition
 from pop_operator.deploy import (
     OPERATOR_LABELS,
@@ -139,6 +141,7 @@ def generated_files() -> dict[Path, str]:
         Path("charts/edge-pop/templates/tests/operator-answers.yaml"): _dump(
             [helm_check], helm=True
         ),
+        Path("charts/edge-pop/values.schema.json"): json.dumps(values_schema(), indent=2) + "\n",
     }
 
 

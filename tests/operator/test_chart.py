@@ -44,3 +44,29 @@ def test_the_chart_lints(helm_binary: str) -> None:
     chosen = f"operator.image.repository={REPOSITORY}"
     linted = _helm(helm_binary, "lint", "--strict", str(CHART), "--set", chosen)
     assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+def test_bad_values_are_refused_naming_the_field(helm_binary: str) -> None:
+    chosen = f"operator.image.repository={REPOSITORY}"
+    for bad, named in (
+        ("operator.replicas=0", "operator.replicas"),
+        ("operator.replicas=many", "operator.replicas"),
+        ("operator.imagee.tag=v2", "imagee"),
+    ):
+        refused = _helm(helm_binary, "template", "edge", str(CHART), "--set", chosen, "--set", bad)
+        assert refused.returncode != 0, bad
+        assert named in refused.stderr, refused.stderr
+
+
+def test_helm_test_hook_and_notes_render(helm_binary: str) -> None:
+    chosen = f"operator.image.repository={REPOSITORY}"
+    rendered = _helm(helm_binary, "template", "edge", str(CHART), "--set", chosen)
+    hooks = [
+        doc
+        for doc in yaml.safe_load_all(rendered.stdout)
+        if doc and doc["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+    ]
+    assert [doc["kind"] for doc in hooks] == ["Pod"], rendered.stdout
+    assert hooks[0]["spec"]["containers"][0]["image"].startswith(REPOSITORY)
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    assert "helm test {{ .Release.Name }}" in notes
