@@ -46,8 +46,13 @@ def rows(answer: dict[str, Any], index: int = 0) -> list[list[Any]]:
 
 def metric(pop: PopProcess, name: str, **labels: str) -> float:
     """The sum of a POP's samples of ``name`` whose labels include ``labels``."""
+    return metric_at(pop.url, name, **labels)
+
+
+def metric_at(url: str, name: str, **labels: str) -> float:
+    """``metric`` for a POP known by its URL only (a pod, say)."""
     total = 0.0
-    for family in text_string_to_metric_families(httpx.get(f"{pop.url}/metrics").text):
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=5).text):
         for sample in family.samples:
             if sample.name == name and labels.items() <= sample.labels.items():
                 total += sample.value

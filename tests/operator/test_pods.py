@@ -19,11 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from pop.localrun import RedisProcess, SqldServer, loopback_client
 from pop_operator.render.identity import POP_PORT
-from tests.helpers import execute, pipeline, rows
+from tests.helpers import execute, metric_at, pipeline, rows
 from tests.operator.cluster import ControlPlaneError, Kube, ensure_binaries, wait_until
 from tests.operator.samples import REPO_ROOT
 
@@ -269,16 +268,6 @@ def _wait_rows(http: httpx.Client, sql: str, expected: list[list[Any]]) -> None:
     wait_until(seen, 30, f"{sql} -> {expected}")
 
 
-def _pod_metric(url: str, name: str, **labels: str) -> float:
-    families = text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=5).text)
-    return sum(
-        sample.value
-        for family in families
-        for sample in family.samples
-        if sample.name == name and labels.items() <= sample.labels.items()
-    )
-
-
 def test_two_regions_become_ready_by_probe_and_a_write_in_one_is_read_in_the_other(
     cluster: Cluster, pod_kube: Kube, shop: Deployed
 ) -> None:
@@ -341,7 +330,7 @@ def test_a_deleted_pop_pod_comes_back_on_its_claim_and_pulls_only_what_changed(
     with shop.client(again) as http:
         _wait_rows(http, "SELECT count(*) FROM kept", [["11"]])
         now = int(http.get("/ready").json()["position"])
-    pulled = _pod_metric(shop.url(again), "edgepop_sync_frames_pulled_total")
+    pulled = metric_at(shop.url(again), "edgepop_sync_frames_pulled_total")
     # What was written while it was away, not the whole database again.
     assert pulled == now - before < now, (pulled, before, now)
 
@@ -394,7 +383,7 @@ def test_the_lag_timer_reads_a_real_pops_metrics_and_gets_it_synced(
     degraded = [c for c in body["status"]["conditions"] if c["type"] == "Degraded"]
     assert degraded and degraded[0]["reason"] == "RegionLagging", body["status"]
     wait_until(
-        lambda: _pod_metric(lagging.url(pod), "edgepop_syncs_total", trigger="pubsub") >= 1,
+        lambda: metric_at(lagging.url(pod), "edgepop_syncs_total", trigger="pubsub") >= 1,
         30,
         "the POP syncing on the operator's message",
     )

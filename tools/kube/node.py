@@ -29,7 +29,6 @@ Standard library only (Python 3.11); needs root, ``containerd``, ``runc``,
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import subprocess
@@ -177,9 +176,9 @@ class Node:
         """Copy ``ref`` from containers-storage into containerd, unless it is there already."""
         image_id = _run("buildah", "inspect", "--type=image", "--format={{.FromImageID}}", ref)
         wanted = image_id.stdout.strip()
-        archive = self.workdir / f"image-{hashlib.sha256(ref.encode()).hexdigest()[:12]}.tar"
         if self._loaded_config_digest(ref) == f"sha256:{wanted}":
             return
+        archive = self.workdir / "image.tar"
         archive.unlink(missing_ok=True)
         _run("buildah", "push", "--quiet", ref, f"docker-archive:{archive}:{ref}", timeout=600)
         try:
