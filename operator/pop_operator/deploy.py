@@ -1,11 +1,13 @@
 """The operator's own Deployment and Service, shared by the kustomize base and the Helm chart,
-and the chart's `helm test` check."""
+and the chart's `helm test` check.
+
+Settings a chart user may change come from a :class:`ValueSource`: the chart's defaults for
+the plain manifests, Helm expressions for the chart's templates (pop_operator.manifests)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from pop_operator.render.identity import container_security_context, pod_security_context
 from pop_operator.settings import OperatorSettings
 
 OPERATOR_NAME = "edge-pop-operator"
@@ -30,47 +32,75 @@ with urllib.request.urlopen(url, timeout=10) as answer:
 """
 
 
+class ValueSource(Protocol):
+    def __call__(self, path: str, *, text: bool = False) -> Any:
+        """The chart value at ``path`` (pop_operator.chartvalues), as text when ``text``."""
+
+
 def _field_env(name: str, path: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
+def _placement(values: ValueSource) -> dict[str, Any]:
+    """Where the operator's pods (and the chart's test pod) may run, and what they pull with."""
+    placement = {
+        "imagePullSecrets": values("operator.imagePullSecrets"),
+        "nodeSelector": values("operator.nodeSelector"),
+        "tolerations": values("operator.tolerations"),
+        "affinity": values("operator.affinity"),
+        "securityContext": values("operator.podSecurityContext"),
+    }
+    return {key: setting for key, setting in placement.items() if setting not in ({}, [])}
+
+
 def operator_deployment(
-    *, name: str, namespace: str, image: str, replicas: int | str, labels: dict[str, str]
+    *,
+    name: str,
+    namespace: str,
+    image: str,
+    labels: dict[str, str],
+    selector: dict[str, str],
+    values: ValueSource,
 ) -> dict[str, Any]:
-    """A Deployment running ``python -m pop_operator`` with leader election."""
-    defaults = OperatorSettings()
+    """A Deployment running ``python -m pop_operator`` with leader election.
+
+    ``labels`` must include ``selector``: they label the pods the selector picks."""
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": OPERATOR_SELECTOR},
+            "replicas": values("operator.replicas"),
+            "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": {**labels, **OPERATOR_SELECTOR}},
+                "metadata": {"labels": labels},
                 "spec": {
                     "serviceAccountName": name,
-                    "securityContext": pod_security_context(),
+                    **_placement(values),
                     "containers": [
                         {
                             "name": "operator",
                             "image": image,
+                            "imagePullPolicy": values("operator.image.pullPolicy"),
                             "command": ["python", "-m", "pop_operator"],
                             "env": [
                                 _field_env("EDGEPOP_OPERATOR_POD_NAME", "metadata.name"),
                                 _field_env("EDGEPOP_OPERATOR_POD_NAMESPACE", "metadata.namespace"),
+                                {
+                                    "name": "EDGEPOP_OPERATOR_LAG_CHECK_SECONDS",
+                                    "value": values("operator.lagCheckSeconds", text=True),
+                                },
                             ],
-                            "ports": [{"name": "http", "containerPort": defaults.http_port}],
+                            "ports": [
+                                {"name": "http", "containerPort": OperatorSettings().http_port}
+                            ],
                             "livenessProbe": {
                                 "httpGet": {"path": "/healthz", "port": "http"},
                                 "periodSeconds": 20,
                                 "timeoutSeconds": 5,
                             },
-                            "resources": {
-                                "requests": {"cpu": "50m", "memory": "128Mi"},
-                                "limits": {"memory": "256Mi"},
-                            },
-                            "securityContext": container_security_context(),
+                            "resources": values("operator.resources"),
+                            "securityContext": values("operator.securityContext"),
                         }
                     ],
                 },
@@ -79,7 +109,9 @@ def operator_deployment(
     }
 
 
-def operator_service(*, name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+def operator_service(
+    *, name: str, namespace: str, labels: dict[str, str], selector: dict[str, str]
+) -> dict[str, Any]:
     """The operator's HTTP port (/healthz, /metrics) as a Service."""
     port = OperatorSettings().http_port
     return {
@@ -87,28 +119,32 @@ def operator_service(*, name: str, namespace: str, labels: dict[str, str]) -> di
         "kind": "Service",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {
-            "selector": OPERATOR_SELECTOR,
+            "selector": selector,
             "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
         },
     }
 
 
 def health_check_pod(
-    *, name: str, namespace: str, service: str, image: str, labels: dict[str, str]
+    *,
+    name: str,
+    namespace: str,
+    service: str,
+    image: str,
+    labels: dict[str, str],
+    values: ValueSource,
 ) -> dict[str, Any]:
-    """A `helm test` hook: passes when the operator answers /healthz through its Service."""
+    """A `helm test` hook: passes when the operator answers /healthz through its Service.
+
+    ``labels`` must not carry the operator's selector: its Service and ReplicaSet would
+    pick this pod."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": name,
             "namespace": namespace,
-            # Not the operator's name label: its Service and ReplicaSet must not select it.
-            "labels": {
-                **labels,
-                "app.kubernetes.io/name": "edge-pop-operator-test",
-                "app.kubernetes.io/component": "test",
-            },
+            "labels": labels,
             "annotations": {
                 "helm.sh/hook": "test",
                 "helm.sh/hook-delete-policy": "before-hook-creation",
@@ -116,11 +152,12 @@ def health_check_pod(
         },
         "spec": {
             "restartPolicy": "Never",
-            "securityContext": pod_security_context(),
+            **_placement(values),
             "containers": [
                 {
                     "name": "check",
                     "image": image,
+                    "imagePullPolicy": values("operator.image.pullPolicy"),
                     "command": ["python", "-c", HEALTH_CHECK],
                     "env": [
                         {"name": "OPERATOR_SERVICE", "value": service},
@@ -128,7 +165,7 @@ def health_check_pod(
                         {"name": "OPERATOR_PORT", "value": str(OperatorSettings().http_port)},
                     ],
                     "resources": {"limits": {"memory": "64Mi"}},
-                    "securityContext": container_security_context(),
+                    "securityContext": values("operator.securityContext"),
                 }
             ],
         },

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 
@@ -12,8 +11,8 @@ from pop_operator.model import API_VERSION
 from pop_operator.render import render_edgepop, render_region
 from pop_operator.render.statefulset import CONFIG_HASH_ANNOTATION, DB_FILEPATH, stateful_set
 from tests.operator.samples import OWNER, REPO_ROOT, example_body, example_spec, minimal_spec
+from tests.operator.schemas import validate
 
-K8S_VERSION = "1.32"
 SECRET_ENV = {"TURSO_AUTH_TOKEN", "PROXY_AUTH_TOKEN", "REDIS_CONNECTION_STRING"}
 
 
@@ -38,9 +37,9 @@ def test_every_object_is_valid_kubernetes(service_monitor: bool) -> None:
     for obj in objs:
         if obj["kind"] == "ServiceMonitor":
             continue  # not a built-in kind: checked field by field below
-        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        validate(obj)
     for obj in render_edgepop(OWNER, minimal_spec(), service_monitor_available=False):
-        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        validate(obj)
 
 
 def test_one_set_of_children_per_region() -> None:
