@@ -8,6 +8,10 @@ open, every other stream waits (as SQLite writers wait for the write lock) until
 commits, rolls back, or expires (rolled back). Everything that is not Hrana (the Turso
 Sync protocol that replicas pull with) passes through untouched, so the gateway's URL can
 stand in for the origin's everywhere.
+
+Pipelines run through the POP's session loop (``pop.session``), with the POP's default
+limits; this module is only the backend: the shared connection, forwarding, and the schema
+the forwarder words errors with.
 """
 
 from __future__ import annotations
@@ -24,12 +28,11 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route as HttpRoute
 
-from pop.hrana.errors import HranaError, ProtocolError, error_result
+from pop.hrana.errors import HranaError, ProtocolError
 from pop.hrana.messages import (
     BatchReq,
-    CloseReq,
     CloseSqlReq,
     ExecuteReq,
     GetAutocommitReq,
@@ -39,8 +42,11 @@ from pop.hrana.messages import (
     StreamRequest,
     parse_body,
 )
+from pop.limits import Limits
+from pop.metrics import PopMetrics
 from pop.origin.client import OriginClient
 from pop.origin.forward import Forwarder
+from pop.session import Handled, Route, Session
 from pop.sql.inspector import SchemaObject, SqlInspector, StatementInfo
 from pop.sql.script import split_script
 from pop.streams import Stream, StreamRegistry
@@ -57,6 +63,9 @@ class StreamGateway:
         self.inspector = SqlInspector()
         self.forwarder = Forwarder(self.client, self.inspector, holds_transactions=True)
         self.streams = StreamRegistry(idle_timeout, on_expire=self._expire)
+        self.session = Session(
+            self, self.streams, Limits.defaults(), PopMetrics(), server="gateway"
+        )
         self._connection = asyncio.Lock()  # the origin's one connection
         self._owner: Stream | None = None
         # Set when a statement that may change the schema ran; reloading after every
@@ -71,41 +80,22 @@ class StreamGateway:
         await self.streams.stop()
         await self.client.aclose()
 
-    async def pipeline(self, body: PipelineBody) -> dict[str, Any]:
-        stream = self.streams.take(body.baton) if body.baton else self.streams.open()
+    @contextlib.asynccontextmanager
+    async def holding(self, stream: Stream) -> AsyncIterator[None]:
+        """The origin's one connection, for one call; kept while a transaction is open."""
         if self._owner is not stream:
             await self._connection.acquire()
             self._owner = stream
-        closed = False
-        results: list[dict[str, Any]] = []
         try:
-            for request in body.requests:
-                if closed:
-                    results.append(
-                        error_result(HranaError("the stream is closed", "STREAM_CLOSED"))
-                    )
-                elif isinstance(request, CloseReq):
-                    await self._end_transaction(stream)
-                    closed = True
-                    results.append({"type": "ok", "response": {"type": "close"}})
-                else:
-                    results.append(await self._one(stream, request))
+            yield
             if self._schema_stale:
                 await self._reload_schema()
         finally:
-            if closed or not stream.origin_in_transaction:
-                self._release(stream)
-        return {
-            "baton": None if closed else self.streams.park(stream),
-            "base_url": None,
-            "results": results,
-        }
+            if not stream.origin_in_transaction:
+                self._free_connection(stream)
 
-    async def _one(self, stream: Stream, request: StreamRequest) -> dict[str, Any]:
-        try:
-            return {"type": "ok", "response": await self._run(stream, request)}
-        except (HranaError, ProtocolError) as exc:
-            return error_result(exc)
+    async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
+        return Handled(await self._run(stream, request), Route.ORIGIN)
 
     async def _run(self, stream: Stream, request: StreamRequest) -> dict[str, Any]:
         if isinstance(request, ExecuteReq):
@@ -140,12 +130,13 @@ class StreamGateway:
         if any(succeeded and not info.is_read for info, succeeded in zip(infos, ran, strict=True)):
             self._schema_stale = True
 
-    async def _end_transaction(self, stream: Stream) -> None:
+    async def release(self, stream: Stream) -> None:
+        """A closed or expired stream's transaction is rolled back."""
         if stream.origin_in_transaction:
             stream.origin_in_transaction = False
             await self.client.pipeline(None, [{"type": "execute", "stmt": {"sql": "ROLLBACK"}}])
 
-    def _release(self, stream: Stream) -> None:
+    def _free_connection(self, stream: Stream) -> None:
         if self._owner is stream:
             self._owner = None
             self._connection.release()
@@ -156,9 +147,9 @@ class StreamGateway:
                 "stream expired inside a transaction: rolled back", extra={"stream": stream.id}
             )
             try:
-                await self._end_transaction(stream)
+                await self.release(stream)
             finally:
-                self._release(stream)
+                self._free_connection(stream)
 
     async def _reload_schema(self) -> None:
         _, results = await self.client.pipeline(
@@ -185,7 +176,8 @@ def create_gateway_app(gateway: StreamGateway) -> Starlette:
     async def pipeline(request: Request) -> Response:
         try:
             body = parse_body(PipelineBody, await request.body())
-            answer = await gateway.pipeline(body)
+            endpoint = request.url.path.strip("/").replace("/", "_")  # v2_pipeline, as the POP
+            answer = (await gateway.session.pipeline(body, endpoint)).body
         except ProtocolError as exc:
             return Response(
                 orjson.dumps(exc.to_json()), status_code=exc.status, media_type="application/json"
@@ -222,11 +214,11 @@ def create_gateway_app(gateway: StreamGateway) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/v2/pipeline", pipeline, methods=["POST"]),
-            Route("/v3/pipeline", pipeline, methods=["POST"]),
-            Route("/v2", hello, methods=["GET"]),
-            Route("/v3", hello, methods=["GET"]),
-            Route("/{path:path}", proxy, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
+            HttpRoute("/v2/pipeline", pipeline, methods=["POST"]),
+            HttpRoute("/v3/pipeline", pipeline, methods=["POST"]),
+            HttpRoute("/v2", hello, methods=["GET"]),
+            HttpRoute("/v3", hello, methods=["GET"]),
+            HttpRoute("/{path:path}", proxy, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
         ],
         lifespan=lifespan,
     )

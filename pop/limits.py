@@ -34,6 +34,16 @@ class Limits:
             max_pipeline_requests=settings.max_pipeline_requests,
         )
 
+    @classmethod
+    def defaults(cls) -> Limits:
+        """The POP's default limits, for servers without POP settings (the gateway)."""
+        fields = Settings.model_fields
+        return cls(
+            max_sql_bytes=fields["max_sql_bytes"].default,
+            max_batch_steps=fields["max_batch_steps"].default,
+            max_pipeline_requests=fields["max_pipeline_requests"].default,
+        )
+
     def check_pipeline(self, requests: int) -> None:
         if requests > self.max_pipeline_requests:
             raise ProtocolError(

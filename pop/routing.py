@@ -7,11 +7,10 @@ runs on the origin; a transaction never runs half here and half there. SQLite's 
 
 from __future__ import annotations
 
-import enum
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pop.engines.base import ReadConnection
@@ -32,18 +31,13 @@ from pop.local.executor import LocalExecutor, run_batch
 from pop.local.pool import ReaderPool
 from pop.local.runner import LocalRunner
 from pop.origin.forward import Forwarder
+from pop.session import Handled, Route
 from pop.sql.inspector import Kind, SqlInspector, StatementInfo
 from pop.sql.script import split_script
 from pop.streams import Stream
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class Route(enum.Enum):
-    LOCAL = "local"
-    ORIGIN = "origin"
-    NONE = "none"  # bookkeeping requests that touch no database
 
 
 # A lone statement may start a local transaction only if it says READONLY; a batch shows
@@ -53,12 +47,6 @@ _LOCAL_IN_BATCH = _LOCAL_ALONE | {Kind.BEGIN_DEFERRED}
 _OPENS_TRANSACTION = frozenset(
     {Kind.BEGIN_READ, Kind.BEGIN_DEFERRED, Kind.BEGIN_WRITE, Kind.SAVEPOINT}
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Handled:
-    response: dict[str, Any]
-    route: Route
 
 
 class Router:
@@ -154,6 +142,10 @@ class Router:
                 Route.LOCAL,
             )
         raise HranaError(f"unsupported request type {request.type!r}", "HRANA_PROTO_ERROR")
+
+    def holding(self, stream: Stream) -> contextlib.AbstractAsyncContextManager[None]:
+        # Streams share nothing here: each has its own replica connection or origin stream.
+        return contextlib.nullcontext()
 
     async def release(self, stream: Stream) -> None:
         """Free what a closed or expired stream holds, here and at the origin."""

@@ -1,7 +1,8 @@
-"""The POP: replica, router, origin client, streams and sync wired together.
+"""The POP: replica, router, origin client, session loop and sync wired together.
 
 HTTP concerns live in ``pop.app``; this module speaks in parsed Hrana bodies and plain
-results, so it can be driven by tests and benchmarks without a server.
+results, so it can be driven by tests and benchmarks without a server. The pipeline loop
+itself is ``pop.session``'s, shared with ``edge-pop gateway``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from pop import __version__, legacy
@@ -18,20 +18,13 @@ from pop.config import Settings
 from pop.engines import ReplicaEngine, open_engine
 from pop.engines.base import WrongOrigin, replica_size_bytes
 from pop.hrana.errors import (
-    HranaError,
-    OriginStreamLost,
     OriginUnavailable,
-    OutcomeUnknown,
-    ProtocolError,
-    error_result,
 )
 from pop.hrana.messages import (
     BatchReq,
-    CloseReq,
     CursorBody,
     LegacyBody,
     PipelineBody,
-    StreamRequest,
 )
 from pop.limits import Limits
 from pop.local.executor import LocalExecutor
@@ -40,7 +33,8 @@ from pop.local.runner import LocalRunner
 from pop.metrics import PopMetrics
 from pop.origin.client import OriginClient, credentials_refusal
 from pop.origin.forward import Forwarder
-from pop.routing import Route, Router
+from pop.routing import Router
+from pop.session import Answer, Session
 from pop.sql.inspector import SchemaObject, SqlInspector
 from pop.streams import StreamRegistry
 from pop.sync.coordinator import SyncCoordinator, SyncOutcome, Trigger
@@ -63,29 +57,12 @@ class ReplicaOpenError(Exception):
 OPEN_RETRY_SECONDS = (1.0, 2.0, 4.0, 8.0, 15.0)
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What an endpoint sends back, and where it was answered (for the latency metric)."""
-
-    body: Any
-    route: Route
-
-
-def _summary(routes: set[Route]) -> Route:
-    """One route label for a whole call: origin if any request went there."""
-    for route in (Route.ORIGIN, Route.LOCAL):
-        if route in routes:
-            return route
-    return Route.NONE
-
-
 class PopService:
     def __init__(self, settings: Settings, engine: ReplicaEngine | None = None) -> None:
         self.settings = settings
         self.engine = engine or open_engine(settings)
         self.metrics = PopMetrics()
         self.inspector = SqlInspector()
-        self.limits = Limits.from_settings(settings)
         self.pool = ReaderPool(self.engine)
         self.runner = LocalRunner(self.pool, settings.reader_threads, settings.statement_timeout)
         token = settings.turso_auth_token
@@ -112,6 +89,15 @@ class PopService:
             replica_is_current=lambda: not self._replica_behind,
         )
         self.streams = StreamRegistry(settings.stream_idle_timeout, on_expire=self.router.release)
+        self.session = Session(
+            self.router,
+            self.streams,
+            Limits.from_settings(settings),
+            self.metrics,
+            server="POP",
+            # It may have been applied: pull, so the replica shows it if it was.
+            on_outcome_unknown=lambda: self._in_background(self.coordinator.request("write")),
+        )
         self.database = database_key(settings.turso_database_url)
         self.fabric: RedisFabric | None = None
         if settings.redis_connection_string is not None:
@@ -379,81 +365,13 @@ class PopService:
     # -- Hrana -------------------------------------------------------------------------
 
     async def pipeline(self, body: PipelineBody, endpoint: str) -> Answer:
-        self.limits.check_pipeline(len(body.requests))
-        stream = self.streams.take(body.baton) if body.baton else self.streams.open()
-        results: list[dict[str, Any]] = []
-        routes: set[Route] = set()
-        closed = False
-        try:
-            for request in body.requests:
-                if closed:
-                    results.append(
-                        error_result(
-                            HranaError(
-                                "the stream was closed by an earlier request", "STREAM_CLOSED"
-                            )
-                        )
-                    )
-                    continue
-                if isinstance(request, CloseReq):
-                    await self.router.release(stream)
-                    closed = True
-                    results.append({"type": "ok", "response": {"type": "close"}})
-                    self.metrics.count_request(endpoint, "close", Route.NONE.value, "ok")
-                    continue
-                result, route = await self._one(stream, request, endpoint)
-                results.append(result)
-                routes.add(route)
-        finally:
-            # Parked even when the call fails midway (client gone): the stream then
-            # expires and is released like any abandoned one, instead of leaking.
-            baton = None if closed else self.streams.park(stream)
-        return Answer({"baton": baton, "base_url": None, "results": results}, _summary(routes))
-
-    async def _one(
-        self, stream: Any, request: StreamRequest, endpoint: str
-    ) -> tuple[dict[str, Any], Route]:
-        route = Route.NONE
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("request", extra={"stream": stream.id, "request": request.model_dump_json()})
-        try:
-            self.limits.check_request(request)
-            handled = await self.router.handle(stream, request)
-        except OriginStreamLost:
-            raise  # the whole call is answered as the origin answered it (see pop.app)
-        except (HranaError, ProtocolError) as exc:
-            outcome = "error"
-            if isinstance(exc, OriginUnavailable):
-                self.metrics.origin_errors.labels("unavailable").inc()
-                route = Route.ORIGIN
-            elif isinstance(exc, OutcomeUnknown):
-                self.metrics.origin_errors.labels("outcome_unknown").inc()
-                route = Route.ORIGIN
-                # It may have been applied: pull, so the replica shows it if it was.
-                self._in_background(self.coordinator.request("write"))
-            answer = error_result(exc)
-        except Exception:
-            log.exception(
-                "unexpected failure while handling a request", extra={"type": request.type}
-            )
-            outcome = "error"
-            answer = error_result(HranaError("internal error in the POP; see its log", "INTERNAL"))
-        else:
-            outcome, route = "ok", handled.route
-            answer = {"type": "ok", "response": handled.response}
-        self.metrics.count_request(endpoint, request.type, route.value, outcome)
-        self.metrics.count_errors(answer)
-        return answer, route
+        return await self.session.pipeline(body, endpoint)
 
     async def cursor(self, body: CursorBody) -> Answer:
         """The entries of a ``/v3/cursor`` answer, the header line first."""
-        stream = self.streams.take(body.baton) if body.baton else self.streams.open()
-        try:
-            answer, route = await self._one(
-                stream, BatchReq(type="batch", batch=body.batch), "v3_cursor"
-            )
-        finally:
-            baton = self.streams.park(stream)
+        baton, answer, route = await self.session.one(
+            body.baton, BatchReq(type="batch", batch=body.batch), "v3_cursor"
+        )
         entries: list[dict[str, Any]] = [{"baton": baton, "base_url": None}]
         if answer["type"] == "error":
             entries.append({"type": "error", "error": answer["error"]})
@@ -479,11 +397,7 @@ class PopService:
     async def legacy(self, body: LegacyBody) -> Answer:
         """The original ``POST /`` API, as sqld answers it (see ``pop.legacy``)."""
         plan = legacy.plan(body, self.inspector.inspect)
-        stream = self.streams.open()
-        try:
-            answer, route = await self._one(
-                stream, BatchReq(type="batch", batch=plan.batch), "legacy"
-            )
-        finally:
-            await self.router.release(stream)
+        _, answer, route = await self.session.one(
+            None, BatchReq(type="batch", batch=plan.batch), "legacy", keep=False
+        )
         return Answer(legacy.answer(plan, answer), route)

@@ -1,0 +1,181 @@
+"""One Hrana stream's pipeline loop, shared by the POP and ``edge-pop gateway``.
+
+A :class:`Session` takes a pipeline body or a single request, finds or opens the stream
+its baton names, checks the size limits, runs each request on a :class:`Backend` (the
+POP's router, or the gateway's forwarder), turns each failure into that request's
+error result as sqld words it, counts requests and errors, and parks the stream under a
+fresh baton. A backend only says how to run one request and how to free a stream.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pop.hrana.errors import (
+    HranaError,
+    OriginStreamLost,
+    OriginUnavailable,
+    OutcomeUnknown,
+    ProtocolError,
+    error_result,
+)
+from pop.hrana.messages import CloseReq, PipelineBody, StreamRequest
+from pop.limits import Limits
+from pop.metrics import PopMetrics
+from pop.streams import Stream, StreamRegistry
+
+log = logging.getLogger(__name__)
+
+
+class Route(enum.Enum):
+    """Where a request was answered."""
+
+    LOCAL = "local"
+    ORIGIN = "origin"
+    NONE = "none"  # bookkeeping requests that touch no database
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """A backend's answer to one request."""
+
+    response: dict[str, Any]
+    route: Route
+
+
+class Backend(Protocol):
+    """Where a session's requests run."""
+
+    def holding(self, stream: Stream) -> AbstractAsyncContextManager[None]:
+        """Held while one call (a pipeline, a cursor batch) runs on ``stream``."""
+
+    async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
+        """Run one request; raise ``HranaError`` for its error result."""
+
+    async def release(self, stream: Stream) -> None:
+        """Free what a closed or expired stream holds."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What an endpoint sends back, and where it was answered (for the latency metric)."""
+
+    body: Any
+    route: Route
+
+
+def _summary(routes: set[Route]) -> Route:
+    """One route label for a whole call: origin if any request went there."""
+    for route in (Route.ORIGIN, Route.LOCAL):
+        if route in routes:
+            return route
+    return Route.NONE
+
+
+def _closed() -> dict[str, Any]:
+    return error_result(HranaError("the stream was closed by an earlier request", "STREAM_CLOSED"))
+
+
+class Session:
+    def __init__(
+        self,
+        backend: Backend,
+        streams: StreamRegistry,
+        limits: Limits,
+        metrics: PopMetrics,
+        *,
+        server: str,
+        on_outcome_unknown: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._backend = backend
+        self._streams = streams
+        self._limits = limits
+        self._metrics = metrics
+        # Called when a request may or may not have been applied at the origin.
+        self._on_outcome_unknown = on_outcome_unknown
+        self._internal_error = f"internal error in the {server}; see its log"
+
+    async def pipeline(self, body: PipelineBody, endpoint: str) -> Answer:
+        self._limits.check_pipeline(len(body.requests))
+        stream = self._streams.take(body.baton) if body.baton else self._streams.open()
+        results: list[dict[str, Any]] = []
+        routes: set[Route] = set()
+        closed = False
+        try:
+            async with self._backend.holding(stream):
+                for request in body.requests:
+                    if closed:
+                        results.append(_closed())
+                    elif isinstance(request, CloseReq):
+                        await self._backend.release(stream)
+                        closed = True
+                        results.append({"type": "ok", "response": {"type": "close"}})
+                        self._metrics.count_request(endpoint, "close", Route.NONE.value, "ok")
+                    else:
+                        result, route = await self._run(stream, request, endpoint)
+                        results.append(result)
+                        routes.add(route)
+        finally:
+            # Parked even when the call fails midway (client gone): the stream then
+            # expires and is released like any abandoned one, instead of leaking.
+            baton = None if closed else self._streams.park(stream)
+        return Answer({"baton": baton, "base_url": None, "results": results}, _summary(routes))
+
+    async def one(
+        self, baton: str | None, request: StreamRequest, endpoint: str, *, keep: bool = True
+    ) -> tuple[str | None, dict[str, Any], Route]:
+        """One request on the stream ``baton`` names (a new one if None).
+
+        Returns the baton to continue with (None unless ``keep``), the request's result
+        and where it ran. Used by the endpoints that carry a single request.
+        """
+        stream = self._streams.take(baton) if baton else self._streams.open()
+        parked: str | None = None
+        try:
+            async with self._backend.holding(stream):
+                result, route = await self._run(stream, request, endpoint)
+        finally:
+            if keep:
+                parked = self._streams.park(stream)
+            else:
+                await self._backend.release(stream)
+        return parked, result, route
+
+    async def _run(
+        self, stream: Stream, request: StreamRequest, endpoint: str
+    ) -> tuple[dict[str, Any], Route]:
+        route = Route.NONE
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("request", extra={"stream": stream.id, "request": request.model_dump_json()})
+        try:
+            self._limits.check_request(request)
+            handled = await self._backend.handle(stream, request)
+        except OriginStreamLost:
+            raise  # the whole call is answered as the origin answered it (see pop.app)
+        except (HranaError, ProtocolError) as exc:
+            outcome = "error"
+            if isinstance(exc, OriginUnavailable):
+                self._metrics.origin_errors.labels("unavailable").inc()
+                route = Route.ORIGIN
+            elif isinstance(exc, OutcomeUnknown):
+                self._metrics.origin_errors.labels("outcome_unknown").inc()
+                route = Route.ORIGIN
+                self._on_outcome_unknown()
+            answer = error_result(exc)
+        except Exception:
+            log.exception(
+                "unexpected failure while handling a request", extra={"type": request.type}
+            )
+            outcome = "error"
+            answer = error_result(HranaError(self._internal_error, "INTERNAL"))
+        else:
+            outcome, route = "ok", handled.route
+            answer = {"type": "ok", "response": handled.response}
+        self._metrics.count_request(endpoint, request.type, route.value, outcome)
+        self._metrics.count_errors(answer)
+        return answer, route

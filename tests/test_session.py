@@ -1,0 +1,166 @@
+"""The session loop alone, on a recording backend (no replica, no origin, no HTTP).
+
+Both servers run their pipelines through it (the POP's router and ``edge-pop gateway``),
+so what it guarantees is checked once here: batons, close, per-request errors, limits,
+metrics, and a backend failure that never becomes more than one request's ``INTERNAL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from pop.hrana.errors import HranaError, OutcomeUnknown, ProtocolError
+from pop.hrana.messages import PipelineBody, StreamRequest, parse_body
+from pop.limits import Limits
+from pop.metrics import PopMetrics
+from pop.session import Handled, Route, Session
+from pop.streams import Stream, StreamRegistry
+
+LIMITS = Limits(max_sql_bytes=1024, max_batch_steps=2, max_pipeline_requests=3)
+
+
+class RecordingBackend:
+    """Answers each execute with its SQL; ``fail`` maps SQL texts to what they raise."""
+
+    def __init__(self, fail: dict[str, Exception] | None = None) -> None:
+        self.fail = fail or {}
+        self.handled: list[tuple[str, str]] = []  # (stream id, request type or SQL)
+        self.released: list[str] = []
+        self.held: list[str] = []  # "enter s1" / "exit s1"
+
+    @contextlib.asynccontextmanager
+    async def holding(self, stream: Stream) -> AsyncIterator[None]:
+        self.held.append(f"enter {stream.id}")
+        try:
+            yield
+        finally:
+            self.held.append(f"exit {stream.id}")
+
+    async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
+        sql = getattr(getattr(request, "stmt", None), "sql", None)
+        self.handled.append((stream.id, sql or request.type))
+        if sql in self.fail:
+            raise self.fail[sql]
+        return Handled({"type": request.type, "echo": sql}, Route.LOCAL)
+
+    async def release(self, stream: Stream) -> None:
+        self.released.append(stream.id)
+
+
+def _session(
+    backend: RecordingBackend, on_outcome_unknown: Callable[[], None] = lambda: None
+) -> tuple[Session, PopMetrics]:
+    async def expire(stream: Stream) -> None:
+        await backend.release(stream)
+
+    metrics = PopMetrics()
+    streams = StreamRegistry(60.0, on_expire=expire)
+    session = Session(
+        backend, streams, LIMITS, metrics, server="test", on_outcome_unknown=on_outcome_unknown
+    )
+    return session, metrics
+
+
+def _body(baton: str | None, *requests: dict[str, Any]) -> PipelineBody:
+    return parse_body(PipelineBody, orjson.dumps({"baton": baton, "requests": list(requests)}))
+
+
+def _execute(sql: str) -> dict[str, Any]:
+    return {"type": "execute", "stmt": {"sql": sql}}
+
+
+def _run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+def test_a_pipeline_runs_in_order_and_continues_under_a_fresh_baton() -> None:
+    backend = RecordingBackend()
+    session, _ = _session(backend)
+    first = _run(session.pipeline(_body(None, _execute("a"), _execute("b")), "v3_pipeline"))
+    assert [r["response"]["echo"] for r in first.body["results"]] == ["a", "b"]
+    assert first.route is Route.LOCAL
+    second = _run(session.pipeline(_body(first.body["baton"], _execute("c")), "v3_pipeline"))
+    assert second.body["baton"] not in (None, first.body["baton"])
+    streams = {stream for stream, _ in backend.handled}
+    assert len(streams) == 1, backend.handled  # the baton named the same stream
+    with pytest.raises(ProtocolError) as spent:
+        _run(session.pipeline(_body(first.body["baton"], _execute("d")), "v3_pipeline"))
+    assert spent.value.code == "STREAM_EXPIRED"
+    assert backend.held == ["enter s1", "exit s1", "enter s1", "exit s1"]
+
+
+def test_close_releases_once_and_refuses_what_follows() -> None:
+    backend = RecordingBackend()
+    session, _ = _session(backend)
+    answer = _run(
+        session.pipeline(_body(None, _execute("a"), {"type": "close"}, _execute("b")), "v2")
+    )
+    results = answer.body["results"]
+    assert answer.body["baton"] is None
+    assert results[1] == {"type": "ok", "response": {"type": "close"}}
+    assert results[2]["error"]["code"] == "STREAM_CLOSED"
+    assert backend.released == ["s1"]
+    assert [sql for _, sql in backend.handled] == ["a"]
+
+
+def test_a_failing_request_is_its_own_error_and_the_rest_still_run() -> None:
+    unknown_outcomes: list[bool] = []
+    backend = RecordingBackend(
+        fail={
+            "bad": HranaError("no such table: t", "SQLITE_ERROR"),
+            "bug": RuntimeError("a library misbehaved"),
+            "lost": OutcomeUnknown("http://origin", "the connection dropped"),
+        }
+    )
+    session, metrics = _session(backend, lambda: unknown_outcomes.append(True))
+    answer = _run(
+        session.pipeline(
+            _body(None, _execute("bad"), _execute("bug"), _execute("lost")), "v3_pipeline"
+        )
+    )
+    errors = [r["error"] for r in answer.body["results"]]
+    assert errors[0] == {"message": "no such table: t", "code": "SQLITE_ERROR"}
+    assert errors[1] == {"message": "internal error in the test; see its log", "code": "INTERNAL"}
+    assert "traceback" not in errors[1]["message"].lower()
+    assert errors[2]["code"] == "ORIGIN_OUTCOME_UNKNOWN"
+    assert unknown_outcomes == [True]
+    assert answer.route is Route.ORIGIN  # the outcome-unknown request went to the origin
+    counted = metrics.registry.get_sample_value("edgepop_errors_total", {"code": "INTERNAL"})
+    assert counted == 1.0
+    assert answer.body["baton"] is not None  # errors do not end the stream
+
+
+def test_limits_refuse_before_anything_runs() -> None:
+    backend = RecordingBackend()
+    session, _ = _session(backend)
+    too_many = {"type": "batch", "batch": {"steps": [{"stmt": {"sql": "x"}}] * 3}}
+    answer = _run(session.pipeline(_body(None, too_many, _execute("a")), "v3_pipeline"))
+    assert answer.body["results"][0]["error"]["code"] == "BATCH_TOO_LARGE"
+    assert [sql for _, sql in backend.handled] == ["a"]
+    baton = answer.body["baton"]
+    with pytest.raises(ProtocolError) as refused:
+        _run(session.pipeline(_body(baton, *[_execute("b")] * 4), "v3_pipeline"))
+    assert (refused.value.code, refused.value.status) == ("PIPELINE_TOO_LARGE", 413)
+    # Refused whole, before the baton was spent: the stream goes on.
+    _run(session.pipeline(_body(baton, _execute("c")), "v3_pipeline"))
+    assert [sql for _, sql in backend.handled] == ["a", "c"]
+
+
+def test_one_request_calls_keep_or_release_their_stream() -> None:
+    backend = RecordingBackend()
+    session, _ = _session(backend)
+    request = _body(None, _execute("a")).requests[0]
+    baton, result, route = _run(session.one(None, request, "v3_cursor"))
+    assert baton is not None and result["response"]["echo"] == "a" and route is Route.LOCAL
+    kept_baton, _, _ = _run(session.one(baton, request, "v3_cursor"))
+    assert backend.released == []
+    none, _, _ = _run(session.one(kept_baton, request, "legacy", keep=False))
+    assert none is None
+    assert backend.released == ["s1"]
+    assert {stream for stream, _ in backend.handled} == {"s1"}
