@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_demo(args.tursodb, args.workdir, keep_running=args.keep_running)
     if args.command == "gateway":
-        from pop.gateway import run_gateway
+        from pop.http.gateway import run_gateway
 
         return run_gateway(args.origin, args.host, args.port)
     parser.print_help()

@@ -6,8 +6,8 @@ another client's statements would land inside it. The gateway gives each client 
 stream and serializes access to that one connection: while a stream holds a transaction
 open, every other stream waits (as SQLite writers wait for the write lock) until it
 commits, rolls back, or expires (rolled back). Everything that is not Hrana (the Turso
-Sync protocol that replicas pull with) passes through untouched, so the gateway's URL can
-stand in for the origin's everywhere.
+Sync protocol that replicas pull with) passes through untouched (``pop.http.gateway``), so
+the gateway's URL can stand in for the origin's everywhere.
 
 Pipelines run through the POP's session loop (``pop.session``), with the POP's default
 limits; this module is only the backend: the shared connection, forwarding, and the schema
@@ -22,25 +22,15 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-import orjson
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route as HttpRoute
-
-from pop.hrana.errors import HranaError, ProtocolError
+from pop.hrana.errors import HranaError
 from pop.hrana.messages import (
     BatchReq,
     CloseSqlReq,
     ExecuteReq,
     GetAutocommitReq,
-    PipelineBody,
     SequenceReq,
     StoreSqlReq,
     StreamRequest,
-    parse_body,
 )
 from pop.limits import Limits
 from pop.metrics import PopMetrics
@@ -52,8 +42,6 @@ from pop.sql.script import split_script
 from pop.streams import Stream, StreamRegistry
 
 log = logging.getLogger(__name__)
-
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
 class StreamGateway:
@@ -168,71 +156,3 @@ class StreamGateway:
         self.inspector.load_schema(
             SchemaObject(*(cell.get("value") for cell in row)) for row in rows
         )
-
-
-def create_gateway_app(gateway: StreamGateway) -> Starlette:
-    passthrough = httpx.AsyncClient(base_url=gateway.origin_url, timeout=60.0)
-
-    async def pipeline(request: Request) -> Response:
-        try:
-            body = parse_body(PipelineBody, await request.body())
-            endpoint = request.url.path.strip("/").replace("/", "_")  # v2_pipeline, as the POP
-            answer = (await gateway.session.pipeline(body, endpoint)).body
-        except ProtocolError as exc:
-            return Response(
-                orjson.dumps(exc.to_json()), status_code=exc.status, media_type="application/json"
-            )
-        return Response(orjson.dumps(answer), media_type="application/json")
-
-    async def hello(_: Request) -> Response:
-        return PlainTextResponse("edge-pop gateway: Hrana with streams")
-
-    async def proxy(request: Request) -> Response:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-        upstream = await passthrough.request(
-            request.method,
-            request.url.path,
-            params=request.query_params,
-            content=await request.body(),
-            headers=headers,
-        )
-        kept = {
-            k: v
-            for k, v in upstream.headers.items()
-            if k.lower() not in _HOP_BY_HOP | {"content-encoding"}
-        }
-        return Response(upstream.content, status_code=upstream.status_code, headers=kept)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await gateway.start()
-        try:
-            yield
-        finally:
-            await gateway.stop()
-            await passthrough.aclose()
-
-    return Starlette(
-        routes=[
-            HttpRoute("/v2/pipeline", pipeline, methods=["POST"]),
-            HttpRoute("/v3/pipeline", pipeline, methods=["POST"]),
-            HttpRoute("/v2", hello, methods=["GET"]),
-            HttpRoute("/v3", hello, methods=["GET"]),
-            HttpRoute("/{path:path}", proxy, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
-        ],
-        lifespan=lifespan,
-    )
-
-
-def run_gateway(origin_url: str, host: str, port: int) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    uvicorn.run(
-        create_gateway_app(StreamGateway(origin_url)),
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-    )
-    return 0

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
-from pop.app import create_app
 from pop.config import ConfigError, load_settings
-from pop.http_guard import guarded_protocol
+from pop.http.app import create_app
+from pop.http.guard import guarded_protocol
 from pop.logs import setup_logging
 from pop.service import PopService, ReplicaOpenError
 

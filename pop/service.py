@@ -1,6 +1,6 @@
 """The POP: replica, router, origin client, session loop and sync wired together.
 
-HTTP concerns live in ``pop.app``; this module speaks in parsed Hrana bodies and plain
+HTTP concerns live in ``pop.http``; this module speaks in parsed Hrana bodies and plain
 results, so it can be driven by tests and benchmarks without a server. The pipeline loop
 itself is ``pop.session``'s, shared with ``edge-pop gateway``.
 """
@@ -13,18 +13,12 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from pop import __version__, legacy
+from pop import __version__
 from pop.config import Settings
 from pop.engines import ReplicaEngine, open_engine
 from pop.engines.base import WrongOrigin, replica_size_bytes
 from pop.hrana.errors import (
     OriginUnavailable,
-)
-from pop.hrana.messages import (
-    BatchReq,
-    CursorBody,
-    LegacyBody,
-    PipelineBody,
 )
 from pop.limits import Limits
 from pop.local.executor import LocalExecutor
@@ -34,7 +28,7 @@ from pop.metrics import PopMetrics
 from pop.origin.client import OriginClient, credentials_refusal
 from pop.origin.forward import Forwarder
 from pop.routing import Router
-from pop.session import Answer, Session
+from pop.session import Session
 from pop.sql.inspector import SchemaObject, SqlInspector
 from pop.streams import StreamRegistry
 from pop.sync.coordinator import SyncCoordinator, SyncOutcome, Trigger
@@ -361,43 +355,3 @@ class PopService:
         if isinstance(pulled, int) and pulled > self._frames_counted:
             self.metrics.frames_pulled.inc(pulled - self._frames_counted)
             self._frames_counted = pulled
-
-    # -- Hrana -------------------------------------------------------------------------
-
-    async def pipeline(self, body: PipelineBody, endpoint: str) -> Answer:
-        return await self.session.pipeline(body, endpoint)
-
-    async def cursor(self, body: CursorBody) -> Answer:
-        """The entries of a ``/v3/cursor`` answer, the header line first."""
-        baton, answer, route = await self.session.one(
-            body.baton, BatchReq(type="batch", batch=body.batch), "v3_cursor"
-        )
-        entries: list[dict[str, Any]] = [{"baton": baton, "base_url": None}]
-        if answer["type"] == "error":
-            entries.append({"type": "error", "error": answer["error"]})
-            return Answer(entries, route)
-        result = answer["response"]["result"]
-        for step, (ok, error) in enumerate(
-            zip(result["step_results"], result["step_errors"], strict=True)
-        ):
-            if error is not None:
-                entries.append({"type": "step_error", "step": step, "error": error})
-            elif ok is not None:
-                entries.append({"type": "step_begin", "step": step, "cols": ok["cols"]})
-                entries.extend({"type": "row", "row": row} for row in ok["rows"])
-                entries.append(
-                    {
-                        "type": "step_end",
-                        "affected_row_count": ok["affected_row_count"],
-                        "last_insert_rowid": ok["last_insert_rowid"],
-                    }
-                )
-        return Answer(entries, route)
-
-    async def legacy(self, body: LegacyBody) -> Answer:
-        """The original ``POST /`` API, as sqld answers it (see ``pop.legacy``)."""
-        plan = legacy.plan(body, self.inspector.inspect)
-        _, answer, route = await self.session.one(
-            None, BatchReq(type="batch", batch=plan.batch), "legacy", keep=False
-        )
-        return Answer(legacy.answer(plan, answer), route)

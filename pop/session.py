@@ -156,7 +156,7 @@ class Session:
             self._limits.check_request(request)
             handled = await self._backend.handle(stream, request)
         except OriginStreamLost:
-            raise  # the whole call is answered as the origin answered it (see pop.app)
+            raise  # the whole call is answered as the origin answered it (see pop.http.endpoint)
         except (HranaError, ProtocolError) as exc:
             outcome = "error"
             if isinstance(exc, OriginUnavailable):

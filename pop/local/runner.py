@@ -50,7 +50,7 @@ class Cancellation:
             self._watcher.cancel()
 
 
-# Set by the HTTP layer for the duration of one request (see ``pop.app``).
+# Set by the HTTP layer for the duration of one request (see ``pop.http.endpoint``).
 current_cancellation: contextvars.ContextVar[Cancellation | None] = contextvars.ContextVar(
     "current_cancellation", default=None
 )

@@ -1,0 +1,160 @@
+"""The POP's HTTP face: Starlette for the probes, version and metrics, and the data
+endpoints (Hrana pipelines, ``/v3/cursor``, the original ``POST /`` and ``/sync``) as
+bare ASGI apps that only decode a body, hand it to the session loop, and encode the answer.
+
+Endpoints and bodies are those of Turso/libSQL (Hrana over HTTP) plus the original
+program's ``/``, ``/health``, ``/version`` and ``/sync``; ``/ready`` and ``/metrics`` are
+for Kubernetes and Prometheus.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pop import __version__
+from pop.hrana.messages import BatchReq, CursorBody, LegacyBody, PipelineBody, parse_body
+from pop.http import cursor, legacy
+from pop.http.endpoint import JSON, TEXT, DataEndpoint, Reply
+from pop.service import PopService
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class _PopApp:
+    """Starlette, with POSTs to the data endpoints handed straight to their ASGI apps.
+
+    The same apps are mounted in Starlette too, which answers everything else (other
+    methods on those paths with 405, trailing slashes, lifespan) as before.
+    """
+
+    def __init__(self, starlette: Starlette, data: dict[str, DataEndpoint]) -> None:
+        self.starlette = starlette
+        self._data = data
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            endpoint = self._data.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await self.starlette(scope, receive, send)
+
+
+def create_app(service: PopService) -> ASGIApp:
+    settings = service.settings
+    expected = b"Bearer " + settings.proxy_auth_token.get_secret_value().encode()
+
+    session = service.session
+
+    async def pipeline_endpoint(raw: bytes, endpoint: str) -> tuple[Reply, str]:
+        answer = await session.pipeline(parse_body(PipelineBody, raw), endpoint)
+        return (orjson.dumps(answer.body), 200, JSON), answer.route.value
+
+    async def cursor_endpoint(raw: bytes, endpoint: str) -> tuple[Reply, str]:
+        body = parse_body(CursorBody, raw)
+        request = BatchReq(type="batch", batch=body.batch)
+        baton, answer, route = await session.one(body.baton, request, endpoint)
+        lines = b"".join(orjson.dumps(entry) + b"\n" for entry in cursor.entries(baton, answer))
+        return (lines, 200, TEXT), route.value
+
+    async def legacy_endpoint(raw: bytes, endpoint: str) -> tuple[Reply, str]:
+        """The original ``POST /`` API, as sqld answers it (see ``pop.http.legacy``)."""
+        plan = legacy.plan(parse_body(LegacyBody, raw), service.inspector.inspect)
+        request = BatchReq(type="batch", batch=plan.batch)
+        _, answer, route = await session.one(None, request, endpoint, keep=False)
+        return (orjson.dumps(legacy.answer(plan, answer)), 200, JSON), route.value
+
+    async def sync(_: bytes, __: str) -> tuple[Reply, str]:
+        outcome = await service.sync("api")
+        body = {
+            "ok": outcome.ok,
+            "changed": outcome.changed,
+            "position": outcome.position,
+            "duration_ms": round(outcome.duration_seconds * 1000, 3),
+            "error": outcome.error,
+        }
+        return (orjson.dumps(body), 200 if outcome.ok else 502, JSON), "none"
+
+    data = {
+        path: DataEndpoint(service, endpoint, handler, expected)
+        for path, endpoint, handler in (
+            ("/v2/pipeline", "v2_pipeline", pipeline_endpoint),
+            ("/v3/pipeline", "v3_pipeline", pipeline_endpoint),
+            ("/v3/cursor", "v3_cursor", cursor_endpoint),
+            ("/", "legacy", legacy_endpoint),
+            ("/sync", "sync", sync),
+        )
+    }
+
+    async def health(_: Request) -> Response:
+        problem = service.liveness()
+        if problem is None:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "wedged", "reason": problem}, status_code=503)
+
+    async def ready(_: Request) -> Response:
+        # Cached values only: this is polled while pulls run (see ReplicaEngine.position).
+        problem = service.readiness()
+        body = {
+            "ready": problem is None,
+            "position": service.engine.position(),
+            "engine": service.engine.stats(),
+        }
+        if problem is None:
+            return JSONResponse(body)
+        return JSONResponse({**body, "reason": problem}, status_code=503)
+
+    async def version(_: Request) -> Response:
+        return JSONResponse(
+            {
+                "version": __version__,
+                "protocol": ["hrana2", "hrana3"],
+                "endpoints": ["/v2/pipeline", "/v3/pipeline", "/v3/cursor", "/"],
+                "region": settings.region,
+                "engine": service.engine.name,
+            }
+        )
+
+    async def metrics(_: Request) -> Response:
+        service.refresh_gauges()
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def hrana_version(_: Request) -> Response:
+        return PlainTextResponse("Hello, this is edge-pop speaking Hrana over HTTP")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    starlette = Starlette(
+        routes=[
+            *(Route(path, app, methods=["POST"]) for path, app in data.items()),
+            Route("/v2", hrana_version, methods=["GET"]),
+            Route("/v3", hrana_version, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/ready", ready, methods=["GET"]),
+            Route("/version", version, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    return _PopApp(starlette, data)

@@ -1,0 +1,151 @@
+"""One data endpoint of the POP as a bare ASGI app: auth, body limit, protocol errors,
+the latency metric, and local work interrupted when the client goes away.
+
+The hot path of the POP, so it skips Starlette's ``Request``/``Response`` objects; what
+goes over the wire (status, headers, bodies) is what they would send.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
+
+from pop.hrana.errors import ProtocolError
+from pop.local.runner import Cancellation, current_cancellation
+from pop.service import PopService
+
+# What a data endpoint answers: body, status and content type.
+Reply = tuple[bytes, int, bytes]
+# A data endpoint: answers a request body for the endpoint it is mounted as, saying where
+# (local, origin, none) the answer came from.
+DataHandler = Callable[[bytes, str], Awaitable[tuple[Reply, str]]]
+
+JSON = b"application/json"
+TEXT = b"text/plain; charset=utf-8"
+
+
+class DataEndpoint:
+    """One data endpoint as a bare ASGI app (see the module's docstring)."""
+
+    def __init__(
+        self, service: PopService, endpoint: str, handler: DataHandler, expected: bytes
+    ) -> None:
+        self._service = service
+        self._endpoint = endpoint
+        self._handler = handler
+        self._expected = expected
+        self._limit = service.settings.max_body_bytes
+        self._latency = {
+            route: service.metrics.http_request_duration.labels(endpoint, route)
+            for route in ("local", "origin", "none")
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        route = "none"
+        try:
+            presented = (_header(scope, b"authorization") or "").encode()
+            if not hmac.compare_digest(presented, self._expected):
+                raise ProtocolError(
+                    "missing or wrong bearer token in the Authorization header",
+                    code="UNAUTHORIZED",
+                    status=401,
+                )
+            if not self._service.ready:
+                raise ProtocolError(
+                    f"this POP is not serving yet: {self._service.readiness()}",
+                    code="REPLICA_NOT_OPEN",
+                    status=503,
+                )
+            body = await _read_body(scope, receive, self._limit)
+            reply, route = await _cancelled_on_disconnect(
+                self._handler(body, self._endpoint), receive
+            )
+        except ClientDisconnect:
+            return  # nobody to answer; the request's local work was interrupted
+        except ProtocolError as exc:
+            self._service.metrics.count_request(
+                self._endpoint, "http", "none", f"http_{exc.status}"
+            )
+            reply = (orjson.dumps(exc.to_json()), exc.status, JSON)
+        self._latency[route].observe(time.perf_counter() - started)
+        body, status, content_type = reply
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-length", str(len(body)).encode()),
+                    (b"content-type", content_type),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _cancelled_on_disconnect(
+    work: Awaitable[tuple[Reply, str]], receive: Receive
+) -> tuple[Reply, str]:
+    """Await ``work``; if the client disconnects meanwhile, interrupt its local statements.
+
+    Only local work is interrupted: a call already sent to the origin runs to its end, so
+    that the stream's view of the origin stays true. Call only once the body is read:
+    from then on ``receive`` only reports a disconnect.
+    """
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    cancellation = Cancellation(disconnected)
+    token = current_cancellation.set(cancellation)
+    try:
+        return await work
+    finally:
+        cancellation.close()
+        current_cancellation.reset(token)
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it is known to be over ``limit``."""
+    declared = _header(scope, b"content-length")
+    checked = True  # without a usable Content-Length, the size is checked as it comes
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise _too_large(limit)
+        checked = False
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if checked and size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The first value of a header (names are lower case in ASGI), as Starlette reads it."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _too_large(limit: int) -> ProtocolError:
+    return ProtocolError(
+        f"request body is larger than the limit of {limit} bytes (MAX_BODY_BYTES)",
+        code="BODY_TOO_LARGE",
+        status=413,
+    )
