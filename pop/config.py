@@ -16,6 +16,9 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Named here, where they are settings; pop.contract exports them to the operator.
+Engine = Literal["libsql", "turso"]
+LogLevel = Literal["debug", "info", "warning", "error"]
 ORIGIN_SCHEMES = {"libsql": "https", "https": "https", "http": "http", "wss": "https", "ws": "http"}
 
 
@@ -40,7 +43,7 @@ class Settings(BaseSettings):
     db_filepath: Path | None = Field(
         default=None, description="Local replica file; default DATA_DIR/replica.db"
     )
-    replica_engine: Literal["libsql", "turso"] = Field(
+    replica_engine: Engine = Field(
         default="libsql", description="How the replica is kept: libsql or turso"
     )
     read_your_writes: Literal["position", "sync"] = Field(
@@ -58,7 +61,7 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=1, le=65535)
     host: str = Field(default="0.0.0.0", description="Address to listen on")  # noqa: S104
     region: str | None = None
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: LogLevel = "info"
     log_format: Literal["text", "json"] = "text"
     pop_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",

@@ -18,6 +18,8 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
+from pop.contract import LAG_METRIC
+
 # The *_created series double every counter's cardinality and no dashboard reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -58,7 +60,7 @@ class PopMetrics:
             registry=r,
         )
         self.sync_last_success_age = Gauge(
-            "edgepop_sync_last_success_age_seconds",
+            LAG_METRIC,
             "Seconds since the last successful sync (-1 before the first)",
             registry=r,
         )

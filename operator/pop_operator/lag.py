@@ -9,11 +9,9 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from pop.contract import LAG_METRIC, METRICS_PATH
 from pop_operator.kube import AsyncClient, Pod, as_dict
 from pop_operator.render.identity import POP_PORT, PORT_NAME, Owner, selector_labels
-from pop_operator.render.monitoring import METRICS_PATH
-
-LAG_METRIC = "edgepop_sync_last_success_age_seconds"
 
 
 def parse_lag(text: str) -> float | None:

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
+from pop.contract import Engine, LogLevel
+
 GROUP = "edgepop.io"
 VERSION = "v1alpha1"
 KIND = "EdgePop"
@@ -148,13 +150,13 @@ class EdgePopSpec(_Model):
     """Desired state: one origin database, served by POPs in every listed region."""
 
     origin: Origin
-    engine: Literal["libsql", "turso"] = Field(default="libsql", description="Replica engine.")
+    engine: Engine = Field(default="libsql", description="Replica engine.")
     client_auth_secret_ref: SecretKeyRef = Field(
         description="Secret key holding the token clients must present to a POP."
     )
     image: str = Field(min_length=1, description="POP container image.")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: LogLevel = "info"
     regions: list[Region] = Field(
         min_length=1,
         max_length=64,

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pop import __version__
+from pop.contract import HEALTH_PATH, METRICS_PATH, READY_PATH
 from pop.hrana.messages import BatchReq, CursorBody, LegacyBody, PipelineBody, parse_body
 from pop.http import cursor, legacy
 from pop.http.endpoint import JSON, TEXT, DataEndpoint, Reply
@@ -150,10 +151,10 @@ def create_app(service: PopService) -> ASGIApp:
             *(Route(path, app, methods=["POST"]) for path, app in data.items()),
             Route("/v2", hrana_version, methods=["GET"]),
             Route("/v3", hrana_version, methods=["GET"]),
-            Route("/health", health, methods=["GET"]),
-            Route("/ready", ready, methods=["GET"]),
+            Route(HEALTH_PATH, health, methods=["GET"]),
+            Route(READY_PATH, ready, methods=["GET"]),
             Route("/version", version, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
+            Route(METRICS_PATH, metrics, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

@@ -13,7 +13,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Gauge, make_wsgi_app
 
-from pop_operator.lag import LAG_METRIC
+from pop.contract import LAG_METRIC
 
 
 class _Quiet(WSGIRequestHandler):

@@ -7,7 +7,8 @@ import socket
 import httpx
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from pop_operator.lag import LAG_METRIC, _pod_target, parse_lag, region_lag
+from pop.contract import LAG_METRIC
+from pop_operator.lag import _pod_target, parse_lag, region_lag
 from tests.operator.metrics_server import lag_metrics_server
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pop.contract import DEFAULT_PORT
 from pop_operator.model import API_VERSION, KIND
 
 # The user and group the Dockerfile creates; the operator and the POPs run as them.
 IMAGE_UID = 65532
-POP_PORT = 3000
+POP_PORT = DEFAULT_PORT
 PORT_NAME = "http"
 MANAGED_BY = "edge-pop-operator"
 REGION_LABEL = "edgepop.io/region"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pop.contract import METRICS_PATH
 from pop_operator.model import Region
 from pop_operator.render.identity import (
     POP_PORT,
@@ -15,7 +16,6 @@ from pop_operator.render.identity import (
     selector_labels,
 )
 
-METRICS_PATH = "/metrics"
 SERVICE_MONITOR_API = ("monitoring.coreos.com", "v1", "servicemonitors")
 
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 from typing import Any
 
+from pop.contract import HEALTH_PATH, READY_PATH, env_name
 from pop_operator.model import EdgePopSpec, Region, SecretKeyRef
 from pop_operator.render.identity import (
     POP_PORT,
@@ -47,24 +48,24 @@ def _secret(name: str, ref: SecretKeyRef) -> dict[str, Any]:
 
 def pop_env(spec: EdgePopSpec, region: Region) -> list[dict[str, Any]]:
     """The POP's environment. Secrets are referenced, never copied."""
-    env = [_value("TURSO_DATABASE_URL", spec.origin.url)]
+    env = [_value(env_name("turso_database_url"), spec.origin.url)]
     if spec.origin.auth_token_secret_ref is not None:
-        env.append(_secret("TURSO_AUTH_TOKEN", spec.origin.auth_token_secret_ref))
+        env.append(_secret(env_name("turso_auth_token"), spec.origin.auth_token_secret_ref))
     env += [
-        _secret("PROXY_AUTH_TOKEN", spec.client_auth_secret_ref),
-        _value("TURSO_SYNC_INTERVAL", str(spec.sync.interval_seconds)),
-        _value("DB_FILEPATH", DB_FILEPATH),
-        _value("REPLICA_ENGINE", spec.engine),
+        _secret(env_name("proxy_auth_token"), spec.client_auth_secret_ref),
+        _value(env_name("turso_sync_interval"), str(spec.sync.interval_seconds)),
+        _value(env_name("db_filepath"), DB_FILEPATH),
+        _value(env_name("replica_engine"), spec.engine),
     ]
     if spec.sync.redis is not None:
         env += [
-            _secret("REDIS_CONNECTION_STRING", spec.sync.redis.url_secret_ref),
-            _value("REDIS_SYNC_CHANNEL", spec.sync.redis.channel),
+            _secret(env_name("redis_connection_string"), spec.sync.redis.url_secret_ref),
+            _value(env_name("redis_sync_channel"), spec.sync.redis.channel),
         ]
     env += [
-        _value("PORT", str(POP_PORT)),
-        _value("REGION", region.name),
-        _value("LOG_LEVEL", spec.log_level),
+        _value(env_name("port"), str(POP_PORT)),
+        _value(env_name("region"), region.name),
+        _value(env_name("log_level"), spec.log_level),
     ]
     return env
 
@@ -86,9 +87,9 @@ def _container(spec: EdgePopSpec, region: Region) -> dict[str, Any]:
         "imagePullPolicy": spec.image_pull_policy,
         "ports": [{"name": PORT_NAME, "containerPort": POP_PORT, "protocol": "TCP"}],
         "env": pop_env(spec, region),
-        "livenessProbe": _probe("/health", period=10, failures=3),
+        "livenessProbe": _probe(HEALTH_PATH, period=10, failures=3),
         # Ready only once the replica is open and has synced: the first sync can be long.
-        "readinessProbe": _probe("/ready", period=5, failures=2),
+        "readinessProbe": _probe(READY_PATH, period=5, failures=2),
         "volumeMounts": [
             {"name": DATA_VOLUME, "mountPath": DATA_DIR},
             # The root filesystem is read-only; SQLite puts large sorts' temp files here.
