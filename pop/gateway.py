@@ -79,7 +79,7 @@ class StreamGateway:
             if self._schema_stale:
                 await self._reload_schema()
         finally:
-            if not stream.origin_in_transaction:
+            if not stream.origin.in_transaction:
                 self._free_connection(stream)
 
     async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
@@ -88,19 +88,19 @@ class StreamGateway:
     async def _run(self, stream: Stream, request: StreamRequest) -> dict[str, Any]:
         if isinstance(request, ExecuteReq):
             sql = stream.resolve_sql(request.stmt.sql, request.stmt.sql_id)
-            result = await self.forwarder.execute(stream, request.stmt)
+            result = await self.forwarder.execute(stream.origin, request.stmt, sql)
             self._track([self.inspector.inspect(sql)], [True])
             return {"type": "execute", "result": result}
         if isinstance(request, BatchReq):
             sqls = [stream.resolve_sql(s.stmt.sql, s.stmt.sql_id) for s in request.batch.steps]
-            outcome = await self.forwarder.batch(stream, request.batch)
+            outcome = await self.forwarder.batch(stream.origin, request.batch, sqls)
             ran = [result is not None for result in outcome["step_results"]]
             self._track([self.inspector.inspect(sql) for sql in sqls], ran)
             return {"type": "batch", "result": outcome}
         if isinstance(request, SequenceReq):
             script = stream.resolve_sql(request.sql, request.sql_id)
             statements = split_script(script)
-            await self.forwarder.sequence(stream, script, statements)
+            await self.forwarder.sequence(stream.origin, script, statements)
             self._track([self.inspector.inspect(s) for s in statements], [True] * len(statements))
             return {"type": "sequence"}
         if isinstance(request, StoreSqlReq):
@@ -110,7 +110,7 @@ class StreamGateway:
             stream.sqls.pop(request.sql_id, None)
             return {"type": "close_sql"}
         if isinstance(request, GetAutocommitReq):
-            return {"type": "get_autocommit", "is_autocommit": not stream.origin_in_transaction}
+            return {"type": "get_autocommit", "is_autocommit": not stream.origin.in_transaction}
         raise HranaError(f"the gateway does not serve {request.type!r} requests", "NOT_SUPPORTED")
 
     def _track(self, infos: list[StatementInfo], ran: list[bool]) -> None:
@@ -120,9 +120,7 @@ class StreamGateway:
 
     async def release(self, stream: Stream) -> None:
         """A closed or expired stream's transaction is rolled back."""
-        if stream.origin_in_transaction:
-            stream.origin_in_transaction = False
-            await self.client.pipeline(None, [{"type": "execute", "stmt": {"sql": "ROLLBACK"}}])
+        await self.forwarder.roll_back(stream.origin)
 
     def _free_connection(self, stream: Stream) -> None:
         if self._owner is stream:

@@ -83,7 +83,7 @@ class Router:
                 return Handled({"type": "execute", "result": result}, Route.LOCAL)
             await self._check_origin_can_hold(stream, [info], whole=False)
             result = await self._at_origin(
-                stream, [info], self._forwarder.execute(stream, request.stmt)
+                stream, [info], self._forwarder.execute(stream.origin, request.stmt, sql)
             )
             return Handled({"type": "execute", "result": result}, Route.ORIGIN)
         if isinstance(request, BatchReq):
@@ -104,7 +104,7 @@ class Router:
                 return Handled({"type": "batch", "result": result}, Route.LOCAL)
             await self._check_origin_can_hold(stream, infos, whole=True)
             result = await self._at_origin(
-                stream, infos, self._forwarder.batch(stream, request.batch)
+                stream, infos, self._forwarder.batch(stream.origin, request.batch, sqls)
             )
             return Handled({"type": "batch", "result": result}, Route.ORIGIN)
         if isinstance(request, SequenceReq):
@@ -120,7 +120,7 @@ class Router:
                 return Handled({"type": "sequence"}, Route.LOCAL)
             await self._check_origin_can_hold(stream, infos, whole=True)
             await self._at_origin(
-                stream, infos, self._forwarder.sequence(stream, script, statements)
+                stream, infos, self._forwarder.sequence(stream.origin, script, statements)
             )
             return Handled({"type": "sequence"}, Route.ORIGIN)
         if isinstance(request, DescribeReq):
@@ -132,8 +132,8 @@ class Router:
             stream.sqls.pop(request.sql_id, None)
             return Handled({"type": "close_sql"}, Route.NONE)
         if isinstance(request, GetAutocommitReq):
-            if stream.origin_in_transaction and stream.origin_baton is not None:
-                autocommit = await self._forwarder.get_autocommit(stream)
+            if stream.origin.in_transaction and stream.origin.baton is not None:
+                autocommit = await self._forwarder.get_autocommit(stream.origin)
                 return Handled(
                     {"type": "get_autocommit", "is_autocommit": autocommit}, Route.ORIGIN
                 )
@@ -152,12 +152,12 @@ class Router:
         if stream.local_conn is not None:
             conn, stream.local_conn = stream.local_conn, None
             self._pool.give_back(conn)
-        await self._forwarder.close(stream)
+        await self._forwarder.close(stream.origin)
 
     def _choose(
         self, stream: Stream, infos: list[StatementInfo], local_kinds: frozenset[Kind]
     ) -> Route:
-        if stream.origin_in_transaction:
+        if stream.origin.in_transaction:
             return Route.ORIGIN
         if stream.local_in_transaction:
             for info in infos:
@@ -200,7 +200,7 @@ class Router:
         started = time.perf_counter()
         outcome = "error"
         reached_origin = True
-        was_in_transaction = stream.origin_in_transaction
+        was_in_transaction = stream.origin.in_transaction
         index: str | None = None
         try:
             result = await call
@@ -221,7 +221,7 @@ class Router:
                 },
             )
             if reached_origin and _may_have_committed(
-                infos, was_in_transaction, stream.origin_in_transaction
+                infos, was_in_transaction, stream.origin.in_transaction
             ):
                 # Read-your-writes: the replica catches up before the client hears back,
                 # after an error too, since a sequence that failed midway applied the
@@ -238,7 +238,7 @@ class Router:
             return Handled({"type": "describe", "result": empty}, Route.NONE)
         info = self._inspector.inspect(statements[0])
         if info.kind in (Kind.UNKNOWN, Kind.REFUSED):
-            result = await self._forwarder.describe(stream, sql)
+            result = await self._forwarder.describe(stream.origin, sql)
             return Handled({"type": "describe", "result": result}, Route.ORIGIN)
         result = {
             "params": [{"name": name} for name in parameter_display_names(sql, info)],

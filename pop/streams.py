@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from pop.engines.base import ReadConnection
 from pop.hrana.errors import ProtocolError
+from pop.origin.stream import OriginStream
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,12 @@ class Stream:
     sqls: dict[int, str] = field(default_factory=dict)
     # A dedicated replica connection, held while a read-only transaction is open.
     local_conn: ReadConnection | None = None
-    # The origin's baton for this stream's origin stream (origins that keep streams).
-    origin_baton: str | None = None
-    origin_in_transaction: bool = False
     last_used: float = field(default_factory=time.monotonic)
+    # Its stream at the origin (a baton there, a transaction there); the forwarder's.
+    origin: OriginStream = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.origin = OriginStream(self.id)
 
     @property
     def local_in_transaction(self) -> bool:

@@ -31,9 +31,9 @@ from pop.hrana.messages import (
 from pop.hrana.values import encode_value
 from pop.local.binding import positional_args
 from pop.origin.client import WRITE_FACTS_SQL, Dialect, OriginClient
+from pop.origin.stream import OriginStream
 from pop.sql.inspector import Kind, SqlInspector, StatementInfo
 from pop.sql.script import numbered_parameters
-from pop.streams import Stream
 
 # Codes an origin without sqld's codes (tursodb) puts on SQLite errors.
 _ENGINE_CODES = frozenset({"", "PREPARE_ERROR", "EXECUTE_ERROR", "BATCH_STEP_ERROR"})
@@ -61,9 +61,9 @@ class Forwarder:
         self._inspector = inspector
         self._holds_transactions = holds_transactions
 
-    async def execute(self, stream: Stream, stmt: Stmt) -> dict[str, Any]:
-        """Run one statement at the origin; returns a Hrana statement result."""
-        sql = stream.resolve_sql(stmt.sql, stmt.sql_id)
+    async def execute(self, stream: OriginStream, stmt: Stmt, sql: str) -> dict[str, Any]:
+        """Run one statement (``sql`` is its text, resolved) at the origin; returns a Hrana
+        statement result."""
         if await self.client.keeps_streams():
             result = await self._on_stream(
                 stream, {"type": "execute", "stmt": self._stmt_json(stmt, sql)}, sql
@@ -75,22 +75,20 @@ class Forwarder:
             raise HranaError(error["message"], error["code"])
         return dict(outcome["step_results"][0])
 
-    async def batch(self, stream: Stream, batch: Batch) -> dict[str, Any]:
-        resolved = [
-            (step, stream.resolve_sql(step.stmt.sql, step.stmt.sql_id)) for step in batch.steps
-        ]
+    async def batch(self, stream: OriginStream, batch: Batch, sqls: list[str]) -> dict[str, Any]:
+        """Run a batch whose steps' texts, resolved, are ``sqls``."""
+        resolved = list(zip(batch.steps, sqls, strict=True))
         if await self.client.keeps_streams():
             steps = [
                 {"stmt": self._stmt_json(step.stmt, sql), **_condition_json(step.condition, None)}
                 for step, sql in resolved
             ]
-            sqls = [sql for _, sql in resolved]
             request = {"type": "batch", "batch": {"steps": steps}}
             result = await self._on_stream(stream, request, *sqls)
             return self._normalized_batch(dict(result["result"]), sqls)
         return await self._basic_batch(stream, resolved)
 
-    async def sequence(self, stream: Stream, script: str, statements: list[str]) -> None:
+    async def sequence(self, stream: OriginStream, script: str, statements: list[str]) -> None:
         """Run ``script`` (split into ``statements``) at the origin, up to its first error."""
         if await self.client.keeps_streams():
             # The origin gets the script as the client wrote it and splits it itself.
@@ -108,7 +106,7 @@ class Forwarder:
             if error is not None:
                 raise HranaError(error["message"], error["code"])
 
-    async def describe(self, stream: Stream, sql: str) -> dict[str, Any]:
+    async def describe(self, stream: OriginStream, sql: str) -> dict[str, Any]:
         if not await self.client.keeps_streams():
             raise HranaError(
                 f"cannot describe this statement: {self._inspector.inspect(sql).error}",
@@ -117,18 +115,24 @@ class Forwarder:
         result = await self._on_stream(stream, {"type": "describe", "sql": sql})
         return dict(result["result"])
 
-    async def get_autocommit(self, stream: Stream) -> bool:
+    async def get_autocommit(self, stream: OriginStream) -> bool:
         result = await self._on_stream(stream, {"type": "get_autocommit"})
         return bool(result["is_autocommit"])
 
-    async def close(self, stream: Stream) -> None:
-        if stream.origin_baton is not None:
-            baton, stream.origin_baton = stream.origin_baton, None
-            stream.origin_in_transaction = False
+    async def close(self, stream: OriginStream) -> None:
+        baton = stream.ended()
+        if baton is not None:
             await self.client.close_stream(baton)
 
+    async def roll_back(self, stream: OriginStream) -> None:
+        """End the transaction a stream holds on an origin without streams (the gateway's
+        shared connection), when the stream closes or expires."""
+        if stream.in_transaction:
+            stream.ended()
+            await self.client.pipeline(None, [{"type": "execute", "stmt": {"sql": "ROLLBACK"}}])
+
     async def _on_stream(
-        self, stream: Stream, request: dict[str, Any], *sqls: str
+        self, stream: OriginStream, request: dict[str, Any], *sqls: str
     ) -> dict[str, Any]:
         """Send ``request`` on the stream's origin stream; ``sqls`` are the statements in it."""
         requests = [request]
@@ -136,14 +140,14 @@ class Forwarder:
         if asks:
             requests.append({"type": "get_autocommit"})
         try:
-            baton, results = await self.client.pipeline(stream.origin_baton, requests)
+            baton, results = await self.client.pipeline(stream.baton, requests)
         except OriginStreamLost:
             # Nothing is left of it at the origin: not to be closed, nor held open.
-            stream.origin_baton, stream.origin_in_transaction = None, False
+            stream.ended()
             raise
-        stream.origin_baton = baton
+        stream.answered(baton)
         if asks and results[1].get("type") == "ok":
-            stream.origin_in_transaction = not results[1]["response"]["is_autocommit"]
+            stream.transaction_is(not results[1]["response"]["is_autocommit"])
         elif request["type"] != "get_autocommit":
             # Hrana 2 has no get_autocommit: the statements sent are all there is to go by.
             self._follow_keywords(stream, sqls)
@@ -153,15 +157,17 @@ class Forwarder:
         response: dict[str, Any] = outcome.get("response") or {}
         return response
 
-    def _follow_keywords(self, stream: Stream, sqls: tuple[str, ...]) -> None:
+    def _follow_keywords(self, stream: OriginStream, sqls: tuple[str, ...]) -> None:
         for sql in sqls:
             kind = self._inspector.inspect(sql).kind
             if kind in _OPENS:
-                stream.origin_in_transaction = True
+                stream.transaction_is(True)
             elif kind is Kind.END_TRANSACTION:
-                stream.origin_in_transaction = False
+                stream.transaction_is(False)
 
-    async def _basic_batch(self, stream: Stream, resolved: list[tuple[Any, str]]) -> dict[str, Any]:
+    async def _basic_batch(
+        self, stream: OriginStream, resolved: list[tuple[Any, str]]
+    ) -> dict[str, Any]:
         """A batch for an origin without streams, with write facts asked after each write.
 
         Step ``i`` becomes step ``2i``; step ``2i+1`` reads ``changes()`` and
@@ -201,11 +207,11 @@ class Forwarder:
             raise self._normalized_error(outcome.get("error") or {}, None)
         raw = outcome["response"]["result"]
         left_open = raw["step_results"][-1] is not None
-        stream.origin_in_transaction = left_open and self._holds_transactions
+        stream.transaction_is(left_open and self._holds_transactions)
         if left_open and not self._holds_transactions:
             log.info(
                 "a forwarded request left the origin inside a transaction; rolled back",
-                extra={"stream": stream.id, "statements": len(resolved)},
+                extra={"stream": stream.name, "statements": len(resolved)},
             )
         step_results: list[dict[str, Any] | None] = []
         step_errors: list[dict[str, Any] | None] = []
