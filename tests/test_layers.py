@@ -1,5 +1,6 @@
 """The POP's layers depend downwards only: the origin layer (pop/origin) knows nothing of
-client streams, sessions, routing or HTTP; it gets an ``OriginStream`` handle."""
+client streams, sessions, routing or HTTP (it gets an ``OriginStream`` handle), and the
+engines' base knows no engine."""
 
 from __future__ import annotations
 
@@ -26,3 +27,9 @@ def test_the_origin_layer_imports_nothing_above_it() -> None:
     for module in modules:
         above = {name for name in _imports(module) if name.startswith(ABOVE_THE_ORIGIN)}
         assert not above, f"{module.name} imports {sorted(above)}"
+
+
+def test_the_engine_base_imports_no_engine() -> None:
+    """The engines import the base; the base importing them back was a cycle."""
+    imported = _imports(POP / "engines" / "base.py")
+    assert not {name for name in imported if name.startswith("pop.engines")}, imported

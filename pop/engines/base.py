@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from pop.config import Settings
-
 
 class Cursor(Protocol):
     """Rows come one at a time, so a result can be cut off at a size limit."""
@@ -98,17 +96,6 @@ class ReplicaEngine(Protocol):
         """Engine counters as of the last open or sync; like ``position``, never blocks."""
 
     def close(self) -> None: ...
-
-
-def open_engine(settings: Settings) -> ReplicaEngine:
-    """Build the engine ``REPLICA_ENGINE`` names. Does not open it yet."""
-    if settings.replica_engine == "turso":
-        from pop.engines.turso import TursoSyncEngine
-
-        return TursoSyncEngine(settings)
-    from pop.engines.libsql import LibsqlEngine
-
-    return LibsqlEngine(settings)
 
 
 def replica_size_bytes(path: Path) -> int:

@@ -32,7 +32,15 @@ class Dialect(enum.Enum):
 
 
 class OriginClient:
-    def __init__(self, base_url: str, auth_token: str | None, timeout: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        auth_token: str | None,
+        timeout: float,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """``transport``: httpx's, to answer without an origin (``httpx.MockTransport``)."""
         headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else {}
         self.base_url = base_url
         self._http = httpx.AsyncClient(
@@ -40,6 +48,7 @@ class OriginClient:
             headers=headers,
             timeout=timeout,
             limits=httpx.Limits(max_keepalive_connections=32, keepalive_expiry=60),
+            transport=transport,
         )
         self._dialect: Dialect | None = None
 
