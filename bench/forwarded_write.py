@@ -25,8 +25,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.machine import latency_cells, markdown_table, report
+from pop.devtools.processes import PopProcess, SqldServer, find_sqld
 from pop.hrana.values import encode_value
-from pop.localrun import PopProcess, SqldServer, find_sqld
 
 MODES = ("sync", "position")
 

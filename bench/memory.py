@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from bench.machine import describe_machine
-from pop.localrun import PopProcess, TursodbOrigin
+from pop.devtools.processes import PopProcess, TursodbOrigin
 from tests.conftest import _ensure
 
 REPO = Path(__file__).resolve().parents[1]

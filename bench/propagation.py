@@ -28,8 +28,8 @@ from pathlib import Path
 import httpx
 
 from bench.machine import latency_cells, markdown_table, report
+from pop.devtools.processes import PopProcess, RedisProcess, TursodbOrigin
 from pop.hrana.values import encode_value
-from pop.localrun import PopProcess, RedisProcess, TursodbOrigin
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -37,7 +37,7 @@ import httpx
 
 from bench.machine import describe_machine
 from pop import __version__ as pop_version
-from pop.localrun import ManagedProcess, PopProcess, TursodbOrigin, free_port
+from pop.devtools.processes import ManagedProcess, PopProcess, TursodbOrigin, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_server(args.env_file)
     if args.command == "demo":
-        from pop.demo import run_demo
+        from pop.devtools.demo import run_demo
 
         return run_demo(args.tursodb, args.workdir, keep_running=args.keep_running)
     if args.command == "gateway":

@@ -52,7 +52,7 @@ class StreamGateway:
         self.forwarder = Forwarder(self.client, self.inspector, holds_transactions=True)
         self.streams = StreamRegistry(idle_timeout, on_expire=self._expire)
         self.session = Session(
-            self, self.streams, Limits.defaults(), PopMetrics(), server="gateway"
+            self, self.streams, Limits.from_settings(), PopMetrics(), server="gateway"
         )
         self._connection = asyncio.Lock()  # the origin's one connection
         self._owner: Stream | None = None

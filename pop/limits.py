@@ -6,6 +6,7 @@ error naming the setting, and never half-applied.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from pop.config import Settings
@@ -27,22 +28,12 @@ class Limits:
     max_pipeline_requests: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
-        return cls(
-            max_sql_bytes=settings.max_sql_bytes,
-            max_batch_steps=settings.max_batch_steps,
-            max_pipeline_requests=settings.max_pipeline_requests,
-        )
-
-    @classmethod
-    def defaults(cls) -> Limits:
-        """The POP's default limits, for servers without POP settings (the gateway)."""
-        fields = Settings.model_fields
-        return cls(
-            max_sql_bytes=fields["max_sql_bytes"].default,
-            max_batch_steps=fields["max_batch_steps"].default,
-            max_pipeline_requests=fields["max_pipeline_requests"].default,
-        )
+    def from_settings(cls, settings: Settings | None = None) -> Limits:
+        """The limits ``settings`` set; without settings (the gateway), the POP's defaults."""
+        names = [field.name for field in dataclasses.fields(cls)]
+        if settings is None:
+            return cls(**{name: Settings.model_fields[name].default for name in names})
+        return cls(**{name: getattr(settings, name) for name in names})
 
     def check_pipeline(self, requests: int) -> None:
         if requests > self.max_pipeline_requests:

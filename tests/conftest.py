@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pop.localrun import SQLD_CANDIDATES, PopProcess, SqldServer, TursodbOrigin, find_sqld
+from pop.devtools.processes import SQLD_CANDIDATES, PopProcess, SqldServer, TursodbOrigin, find_sqld
 
 ROOT = Path(__file__).resolve().parent.parent
 JS_DIR = ROOT / "tests" / "js"

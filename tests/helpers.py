@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from pop.localrun import ManagedProcess, PopProcess
+from pop.devtools.processes import ManagedProcess, PopProcess
 
 
 def pipeline(

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pop.localrun import PopProcess, TursodbOrigin
+from pop.devtools.processes import PopProcess, TursodbOrigin
 from tests.helpers import execute, pipeline
 
 

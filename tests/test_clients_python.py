@@ -9,7 +9,7 @@ import httpx
 import libsql
 import pytest
 
-from pop.localrun import PopProcess, TursodbOrigin
+from pop.devtools.processes import PopProcess, TursodbOrigin
 
 
 def _describes_on_v3(pop: PopProcess) -> float:

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from pop.localrun import PopProcess, SqldServer, TursodbOrigin
+from pop.devtools.processes import PopProcess, SqldServer, TursodbOrigin
 from tests.differential.grammar import Feature, Mode, OriginProfile, Program, Stmt, Unit, programs
 from tests.differential.harness import Stack, stack
 

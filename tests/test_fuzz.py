@@ -8,7 +8,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pop.localrun import PopProcess
+from pop.devtools.processes import PopProcess
 
 SQL = st.sampled_from(
     [

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from pop.config import Settings
-from pop.localrun import GatewayProcess, TursodbOrigin
+from pop.devtools.processes import GatewayProcess, TursodbOrigin
 from tests.helpers import execute, pipeline, rows, running
 
 MAX_BATCH_STEPS = Settings.model_fields["max_batch_steps"].default

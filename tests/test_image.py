@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pop.localrun import SqldServer, free_port, loopback_client
+from pop.devtools.processes import SqldServer, free_port, loopback_client
 from tests.helpers import execute, pipeline, rows
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,6 +1,6 @@
 """The POP's layers depend downwards only: the origin layer (pop/origin) knows nothing of
-client streams, sessions, routing or HTTP (it gets an ``OriginStream`` handle), and the
-engines' base knows no engine."""
+client streams, sessions, routing or HTTP (it gets an ``OriginStream`` handle), the
+engines' base knows no engine, and no server module uses the development tools."""
 
 from __future__ import annotations
 
@@ -33,3 +33,13 @@ def test_the_engine_base_imports_no_engine() -> None:
     """The engines import the base; the base importing them back was a cycle."""
     imported = _imports(POP / "engines" / "base.py")
     assert not {name for name in imported if name.startswith("pop.engines")}, imported
+
+
+def test_only_the_command_line_reaches_the_development_tools() -> None:
+    """pop.devtools starts processes for the demo, tests and benchmarks; a server module
+    importing it would be reaching for test machinery."""
+    modules = [m for m in POP.rglob("*.py") if "devtools" not in m.parts and m.name != "cli.py"]
+    assert len(modules) >= 30, modules
+    for module in modules:
+        reached = {name for name in _imports(module) if name.startswith("pop.devtools")}
+        assert not reached, f"{module.relative_to(POP)} imports {sorted(reached)}"

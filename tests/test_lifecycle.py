@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pop.localrun import HranaServer, PopProcess, SqldServer, TursodbOrigin
+from pop.devtools.processes import HranaServer, PopProcess, SqldServer, TursodbOrigin
 from tests.helpers import execute, pipeline, routes, rows
 
 

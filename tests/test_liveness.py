@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from pop.localrun import PopProcess, TursodbOrigin
+from pop.devtools.processes import PopProcess, TursodbOrigin
 
 
 def _wait_for_status(url: str, status: int, timeout: float) -> httpx.Response:

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pop.localrun import PopProcess, SqldServer
+from pop.devtools.processes import PopProcess, SqldServer
 from tests.helpers import execute, pipeline, rows, running
 
 

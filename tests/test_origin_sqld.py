@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pop.localrun import PopProcess, SqldServer
+from pop.devtools.processes import PopProcess, SqldServer
 from tests.helpers import execute, metric, running
 
 SQLD_STREAM_IDLE_S = 10  # sqld's own, not configurable from outside

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pop.localrun import GatewayProcess, PopProcess, TursodbOrigin
+from pop.devtools.processes import GatewayProcess, PopProcess, TursodbOrigin
 from tests.helpers import execute, pipeline, rows, running
 
 

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from pop.localrun import PopProcess, TursodbOrigin
+from pop.devtools.processes import PopProcess, TursodbOrigin
 from tests.helpers import execute, ok_result, pipeline, rows
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pop.localrun import PopProcess
+from pop.devtools.processes import PopProcess
 from tests.helpers import execute, pipeline, rows
 
 ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from pop.localrun import PopProcess, TursodbOrigin
+from pop.devtools.processes import PopProcess, TursodbOrigin
 from pop.sql.inspector import Kind, SchemaObject, SqlInspector
 from pop.sql.script import split_script
 from tests.helpers import execute, ok_result, pipeline, routes, rows

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pop.localrun import PopProcess, SqldServer
+from pop.devtools.processes import PopProcess, SqldServer
 from tests.differential.through_pop import legacy_json
 from tests.helpers import execute
 

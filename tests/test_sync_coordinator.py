@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from pop.config import Settings
+from pop.devtools.processes import TursodbOrigin
 from pop.engines.base import SyncResult
 from pop.engines.turso import TursoSyncEngine
-from pop.localrun import TursodbOrigin
 from pop.sync.coordinator import SyncCoordinator
 
 

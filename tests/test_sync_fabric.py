@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pop.localrun import PopProcess, RedisProcess, SqldServer, TursodbOrigin
+from pop.devtools.processes import PopProcess, RedisProcess, SqldServer, TursodbOrigin
 from pop.sync.messages import SyncMessage, database_key
 from tests.helpers import execute, pipeline, rows
 

@@ -19,7 +19,13 @@ from typing import Any
 import httpx
 import pytest
 
-from pop.localrun import GatewayProcess, HranaServer, PopProcess, SqldServer, TursodbOrigin
+from pop.devtools.processes import (
+    GatewayProcess,
+    HranaServer,
+    PopProcess,
+    SqldServer,
+    TursodbOrigin,
+)
 from tests.conftest import SCHEMA
 from tests.helpers import execute, pipeline, rows, running
 

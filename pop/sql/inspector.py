@@ -146,10 +146,6 @@ class SqlInspector:
         self._schema_digest = ""
         self._cache: OrderedDict[str, StatementInfo] = OrderedDict()
 
-    @property
-    def schema_digest(self) -> str:
-        return self._schema_digest
-
     def load_schema(self, objects: Iterable[SchemaObject]) -> bool:
         """Mirror the replica's schema; returns whether it changed.
 

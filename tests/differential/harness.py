@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from pop.localrun import (
+from pop.devtools.processes import (
     GatewayProcess,
     HranaServer,
     PopProcess,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from pop.devtools.processes import free_port
 from tests.operator.samples import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "tools/kube"))
@@ -27,7 +27,6 @@ __all__ = [
     "Kube",
     "OperatorProcess",
     "ensure_binaries",
-    "free_port",
     "wait_until",
 ]
 
@@ -44,12 +43,6 @@ PATHS = {
     "Secret": "/api/v1/namespaces/{ns}/secrets",
     "ServiceMonitor": "/apis/monitoring.coreos.com/v1/namespaces/{ns}/servicemonitors",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(check: Callable[[], T | None], timeout: float, what: str, every: float = 0.2) -> T:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pop.localrun import RedisProcess
+from pop.devtools.processes import RedisProcess
 from tests.operator.cluster import (
     ApiError,
     ControlPlane,

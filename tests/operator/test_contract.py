@@ -10,7 +10,7 @@ import pytest
 
 from pop.config import Settings
 from pop.contract import HEALTH_PATH, LAG_METRIC, METRICS_PATH, READY_PATH
-from pop.localrun import PopProcess
+from pop.devtools.processes import PopProcess
 from pop_operator.lag import parse_lag
 from pop_operator.model import EdgePopSpec
 from pop_operator.render.statefulset import stateful_set

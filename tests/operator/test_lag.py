@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from pop.contract import LAG_METRIC
+from pop.devtools.processes import free_port
 from pop_operator.lag import _pod_target, parse_lag, region_lag
 from tests.operator.metrics_server import lag_metrics_server
-
-
-def _unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_parse_lag_reads_the_gauge_written_by_prometheus_client() -> None:
@@ -44,7 +37,7 @@ async def test_region_lag_is_the_worst_answering_pop() -> None:
         targets = [
             f"http://127.0.0.1:{fresh}/metrics",
             f"http://127.0.0.1:{stale}/metrics",
-            f"http://127.0.0.1:{_unused_port()}/metrics",  # a POP that does not answer
+            f"http://127.0.0.1:{free_port()}/metrics",  # a POP that does not answer
         ]
         async with httpx.AsyncClient(timeout=2) as http:
             assert await region_lag(http, targets) == 480.0

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pop.localrun import RedisProcess, SqldServer, loopback_client
+from pop.devtools.processes import RedisProcess, SqldServer, loopback_client
 from pop_operator.render.identity import POP_PORT
 from tests.helpers import execute, metric_at, pipeline, rows
 from tests.operator.cluster import ControlPlaneError, Kube, ensure_binaries, wait_until

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
+from pop.devtools.processes import PopProcess, RedisProcess, TursodbOrigin
 from pop.hrana.values import encode_value
-from pop.localrun import PopProcess, RedisProcess, TursodbOrigin
 
 SEED = [
     "CREATE TABLE IF NOT EXISTS greetings ("
