@@ -39,7 +39,7 @@ from pop.origin.forward import Forwarder
 from pop.session import Handled, Route, Session
 from pop.sql.inspector import SchemaObject, SqlInspector, StatementInfo
 from pop.sql.script import split_script
-from pop.streams import Stream, StreamRegistry
+from pop.streams import Stream
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,8 @@ class StreamGateway:
         self.client = OriginClient(origin_url, None, timeout=30.0)
         self.inspector = SqlInspector()
         self.forwarder = Forwarder(self.client, self.inspector, holds_transactions=True)
-        self.streams = StreamRegistry(idle_timeout, on_expire=self._expire)
         self.session = Session(
-            self, self.streams, Limits.from_settings(), PopMetrics(), server="gateway"
+            self, Limits.from_settings(), PopMetrics(), idle_timeout=idle_timeout, server="gateway"
         )
         self._connection = asyncio.Lock()  # the origin's one connection
         self._owner: Stream | None = None
@@ -62,10 +61,10 @@ class StreamGateway:
 
     async def start(self) -> None:
         await self._reload_schema()
-        self.streams.start()
+        self.session.streams.start()
 
     async def stop(self) -> None:
-        await self.streams.stop()
+        await self.session.streams.stop()
         await self.client.aclose()
 
     @contextlib.asynccontextmanager
@@ -76,7 +75,7 @@ class StreamGateway:
             self._owner = stream
         try:
             yield
-            if self._schema_stale:
+            if self._schema_stale and self._owner is stream:  # not if a close freed it
                 await self._reload_schema()
         finally:
             if not stream.origin.in_transaction:
@@ -119,23 +118,17 @@ class StreamGateway:
             self._schema_stale = True
 
     async def release(self, stream: Stream) -> None:
-        """A closed or expired stream's transaction is rolled back."""
-        await self.forwarder.roll_back(stream.origin)
+        """A closed or expired stream's transaction is rolled back, and the connection
+        freed for the next stream."""
+        try:
+            await self.forwarder.roll_back(stream.origin)
+        finally:
+            self._free_connection(stream)
 
     def _free_connection(self, stream: Stream) -> None:
         if self._owner is stream:
             self._owner = None
             self._connection.release()
-
-    async def _expire(self, stream: Stream) -> None:
-        if self._owner is stream:
-            log.warning(
-                "stream expired inside a transaction: rolled back", extra={"stream": stream.id}
-            )
-            try:
-                await self.release(stream)
-            finally:
-                self._free_connection(stream)
 
     async def _reload_schema(self) -> None:
         _, results = await self.client.pipeline(

@@ -29,12 +29,12 @@ from pop.hrana.messages import (
 from pop.local.binding import args_refusal, parameter_display_names
 from pop.local.executor import LocalExecutor, run_batch
 from pop.local.pool import ReaderPool
-from pop.local.runner import LocalRunner
+from pop.local.runner import Done, LocalRunner
 from pop.origin.forward import Forwarder
 from pop.session import Handled, Route
 from pop.sql.inspector import Kind, SqlInspector, StatementInfo
 from pop.sql.script import split_script
-from pop.streams import Stream
+from pop.streams import Stream, TxnState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,10 +77,10 @@ class Router:
             info = self._inspector.inspect(sql)
             _refuse_as_sqld(info, request.stmt)
             if self._choose(stream, [info], _LOCAL_ALONE) is Route.LOCAL:
-                result = await self._locally(
+                done = await self._locally(
                     stream, lambda conn: self._executor.execute(conn, request.stmt, info)
                 )
-                return Handled({"type": "execute", "result": result}, Route.LOCAL)
+                return Handled({"type": "execute", "result": done.value}, Route.LOCAL, done)
             await self._check_origin_can_hold(stream, [info], whole=False)
             result = await self._at_origin(
                 stream, [info], self._forwarder.execute(stream.origin, request.stmt, sql)
@@ -93,7 +93,7 @@ class Router:
                 _refuse_as_sqld(info, step.stmt)  # sqld checks every step before running any
             if self._choose(stream, infos, _LOCAL_IN_BATCH) is Route.LOCAL:
                 by_stmt = dict(zip((id(s.stmt) for s in request.batch.steps), infos, strict=True))
-                result = await self._locally(
+                done = await self._locally(
                     stream,
                     lambda conn: run_batch(
                         request.batch,
@@ -101,7 +101,7 @@ class Router:
                         lambda: not conn.in_transaction,
                     ),
                 )
-                return Handled({"type": "batch", "result": result}, Route.LOCAL)
+                return Handled({"type": "batch", "result": done.value}, Route.LOCAL, done)
             await self._check_origin_can_hold(stream, infos, whole=True)
             result = await self._at_origin(
                 stream, infos, self._forwarder.batch(stream.origin, request.batch, sqls)
@@ -116,8 +116,10 @@ class Router:
                 if refusal is not None:
                     raise refusal
             if self._choose(stream, infos, _LOCAL_IN_BATCH) is Route.LOCAL:
-                await self._locally(stream, lambda conn: self._executor.run_script(conn, infos))
-                return Handled({"type": "sequence"}, Route.LOCAL)
+                ran = await self._locally(
+                    stream, lambda conn: self._executor.run_script(conn, infos)
+                )
+                return Handled({"type": "sequence"}, Route.LOCAL, ran)
             await self._check_origin_can_hold(stream, infos, whole=True)
             await self._at_origin(
                 stream, infos, self._forwarder.sequence(stream.origin, script, statements)
@@ -132,13 +134,14 @@ class Router:
             stream.sqls.pop(request.sql_id, None)
             return Handled({"type": "close_sql"}, Route.NONE)
         if isinstance(request, GetAutocommitReq):
-            if stream.origin.in_transaction and stream.origin.baton is not None:
+            state = stream.state
+            if state is TxnState.ORIGIN_TXN and stream.origin.baton is not None:
                 autocommit = await self._forwarder.get_autocommit(stream.origin)
                 return Handled(
                     {"type": "get_autocommit", "is_autocommit": autocommit}, Route.ORIGIN
                 )
             return Handled(
-                {"type": "get_autocommit", "is_autocommit": not stream.local_in_transaction},
+                {"type": "get_autocommit", "is_autocommit": state is TxnState.AUTOCOMMIT},
                 Route.LOCAL,
             )
         raise HranaError(f"unsupported request type {request.type!r}", "HRANA_PROTO_ERROR")
@@ -150,16 +153,16 @@ class Router:
     async def release(self, stream: Stream) -> None:
         """Free what a closed or expired stream holds, here and at the origin."""
         if stream.local_conn is not None:
-            conn, stream.local_conn = stream.local_conn, None
-            self._pool.give_back(conn)
+            self._pool.give_back(stream.local_conn)
         await self._forwarder.close(stream.origin)
 
     def _choose(
         self, stream: Stream, infos: list[StatementInfo], local_kinds: frozenset[Kind]
     ) -> Route:
-        if stream.origin.in_transaction:
+        state = stream.state
+        if state is TxnState.ORIGIN_TXN:
             return Route.ORIGIN
-        if stream.local_in_transaction:
+        if state is TxnState.LOCAL_TXN:
             for info in infos:
                 if info.kind not in _LOCAL_IN_BATCH:
                     raise _not_in_read_transaction(info)
@@ -188,11 +191,10 @@ class Router:
                 "TRANSACTION_NOT_SUPPORTED",
             )
 
-    async def _locally(self, stream: Stream, work: Callable[[ReadConnection], T]) -> T:
-        """Run on the stream's own connection, or a pooled one, on a worker thread."""
-        done = await self._runner.run(stream.local_conn, work)
-        stream.local_conn = done.kept
-        return done.unwrap()
+    async def _locally(self, stream: Stream, work: Callable[[ReadConnection], T]) -> Done[T]:
+        """Run on the stream's own connection, or a pooled one, on a worker thread; the
+        session keeps the connection the work leaves inside a transaction."""
+        return await self._runner.run(stream.local_conn, work)
 
     async def _at_origin(
         self, stream: Stream, infos: list[StatementInfo], call: Awaitable[Any]

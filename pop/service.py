@@ -30,7 +30,6 @@ from pop.origin.forward import Forwarder
 from pop.routing import Router
 from pop.session import Session
 from pop.sql.inspector import SchemaObject, SqlInspector
-from pop.streams import StreamRegistry
 from pop.sync.coordinator import SyncCoordinator, SyncOutcome, Trigger
 from pop.sync.messages import SyncMessage, database_key
 from pop.sync.pubsub import RedisFabric
@@ -82,12 +81,11 @@ class PopService:
             self._after_write,
             replica_is_current=lambda: not self._replica_behind,
         )
-        self.streams = StreamRegistry(settings.stream_idle_timeout, on_expire=self.router.release)
         self.session = Session(
             self.router,
-            self.streams,
             Limits.from_settings(settings),
             self.metrics,
+            idle_timeout=settings.stream_idle_timeout,
             server="POP",
             # It may have been applied: pull, so the replica shows it if it was.
             on_outcome_unknown=lambda: self._in_background(self.coordinator.request("write")),
@@ -164,7 +162,7 @@ class PopService:
             await self.origin.detect()
         except OriginUnavailable as exc:
             log.warning("origin not reachable at start", extra={"error": exc.message})
-        self.streams.start()
+        self.session.streams.start()
         if self.fabric is not None:
             self.fabric.start()
         self._interval_task = asyncio.create_task(self._interval_sync(), name="interval-sync")
@@ -212,7 +210,7 @@ class PopService:
         if self._interval_task is not None:
             self._interval_task.cancel()
             self._interval_task = None
-        await self.streams.stop()
+        await self.session.streams.stop()
         if self.fabric is not None:
             await self.fabric.stop()
         await self.origin.aclose()
@@ -350,7 +348,7 @@ class PopService:
         self.metrics.replica_size.set(replica_size_bytes(self.engine.path))
         position = self.engine.position()
         self.metrics.replica_position.set(int(position) if position and position.isdigit() else -1)
-        self.metrics.open_streams.set(len(self.streams))
+        self.metrics.open_streams.set(len(self.session.streams))
         pulled = self.engine.stats().get("frames_pulled")
         if isinstance(pulled, int) and pulled > self._frames_counted:
             self.metrics.frames_pulled.inc(pulled - self._frames_counted)

@@ -26,8 +26,9 @@ from pop.hrana.errors import (
 )
 from pop.hrana.messages import CloseReq, PipelineBody, StreamRequest
 from pop.limits import Limits
+from pop.local.runner import Done
 from pop.metrics import PopMetrics
-from pop.streams import Stream, StreamRegistry
+from pop.streams import Stream, StreamRegistry, TxnState
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,16 @@ class Route(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Handled:
-    """A backend's answer to one request."""
+    """A backend's answer to one request.
+
+    ``local`` is set when the request ran on a replica connection: the session keeps the
+    connection it left inside a transaction on the stream, then answers the work's error,
+    if it failed, as the request's error.
+    """
 
     response: dict[str, Any]
     route: Route
+    local: Done[Any] | None = None
 
 
 class Backend(Protocol):
@@ -82,18 +89,24 @@ def _closed() -> dict[str, Any]:
 
 
 class Session:
+    """The streams of one server and the loop their requests run in.
+
+    It alone changes where a stream's transaction lives (``Stream.hold_local``), from what
+    the backend reports, and it frees a stream that closes or expires.
+    """
+
     def __init__(
         self,
         backend: Backend,
-        streams: StreamRegistry,
         limits: Limits,
         metrics: PopMetrics,
         *,
+        idle_timeout: float,
         server: str,
         on_outcome_unknown: Callable[[], None] = lambda: None,
     ) -> None:
         self._backend = backend
-        self._streams = streams
+        self.streams = StreamRegistry(idle_timeout, on_expire=self._expire)
         self._limits = limits
         self._metrics = metrics
         # Called when a request may or may not have been applied at the origin.
@@ -102,7 +115,7 @@ class Session:
 
     async def pipeline(self, body: PipelineBody, endpoint: str) -> Answer:
         self._limits.check_pipeline(len(body.requests))
-        stream = self._streams.take(body.baton) if body.baton else self._streams.open()
+        stream = self.streams.take(body.baton) if body.baton else self.streams.open()
         results: list[dict[str, Any]] = []
         routes: set[Route] = set()
         closed = False
@@ -112,7 +125,7 @@ class Session:
                     if closed:
                         results.append(_closed())
                     elif isinstance(request, CloseReq):
-                        await self._backend.release(stream)
+                        await self._release(stream)
                         closed = True
                         results.append({"type": "ok", "response": {"type": "close"}})
                         self._metrics.count_request(endpoint, "close", Route.NONE.value, "ok")
@@ -123,7 +136,7 @@ class Session:
         finally:
             # Parked even when the call fails midway (client gone): the stream then
             # expires and is released like any abandoned one, instead of leaking.
-            baton = None if closed else self._streams.park(stream)
+            baton = None if closed else self.streams.park(stream)
         return Answer({"baton": baton, "base_url": None, "results": results}, _summary(routes))
 
     async def one(
@@ -134,17 +147,31 @@ class Session:
         Returns the baton to continue with (None unless ``keep``), the request's result
         and where it ran. Used by the endpoints that carry a single request.
         """
-        stream = self._streams.take(baton) if baton else self._streams.open()
+        stream = self.streams.take(baton) if baton else self.streams.open()
         parked: str | None = None
         try:
             async with self._backend.holding(stream):
                 result, route = await self._run(stream, request, endpoint)
         finally:
             if keep:
-                parked = self._streams.park(stream)
+                parked = self.streams.park(stream)
             else:
-                await self._backend.release(stream)
+                await self._release(stream)
         return parked, result, route
+
+    async def _release(self, stream: Stream) -> None:
+        try:
+            await self._backend.release(stream)
+        finally:
+            stream.hold_local(None)
+
+    async def _expire(self, stream: Stream) -> None:
+        if stream.state is not TxnState.AUTOCOMMIT:
+            log.warning(
+                "stream expired inside a transaction: rolled back",
+                extra={"stream": stream.id, "where": stream.state.value},
+            )
+        await self._release(stream)
 
     async def _run(
         self, stream: Stream, request: StreamRequest, endpoint: str
@@ -155,6 +182,9 @@ class Session:
         try:
             self._limits.check_request(request)
             handled = await self._backend.handle(stream, request)
+            if handled.local is not None:
+                stream.hold_local(handled.local.kept)
+                handled.local.unwrap()  # the work's failure, answered below
         except OriginStreamLost:
             raise  # the whole call is answered as the origin answered it (see pop.http.endpoint)
         except (HranaError, ProtocolError) as exc:

@@ -9,6 +9,7 @@ their local transaction is rolled back and their origin stream closed.
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 import logging
 import secrets
@@ -25,24 +26,49 @@ log = logging.getLogger(__name__)
 MAX_STORED_SQL = 1000
 
 
+class TxnState(enum.Enum):
+    """Where a stream's open transaction lives, if it has one."""
+
+    AUTOCOMMIT = "autocommit"
+    LOCAL_TXN = "local"  # read-only, on a replica connection the stream holds
+    ORIGIN_TXN = "origin"  # held open by the origin on the stream's origin stream
+
+
 @dataclass(eq=False)
 class Stream:
-    """Where one client stream stands: stored SQL, and where its transaction lives."""
+    """Where one client stream stands: stored SQL, and where its transaction lives.
+
+    Its replica connection is changed only by the session (``pop.session``), from what
+    the backend reports; its origin stream only by the forwarder, from what the origin
+    answered. Everyone else reads ``state``.
+    """
 
     id: str
     sqls: dict[int, str] = field(default_factory=dict)
-    # A dedicated replica connection, held while a read-only transaction is open.
-    local_conn: ReadConnection | None = None
     last_used: float = field(default_factory=time.monotonic)
     # Its stream at the origin (a baton there, a transaction there); the forwarder's.
     origin: OriginStream = field(init=False)
+    _local_conn: ReadConnection | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.origin = OriginStream(self.id)
 
     @property
-    def local_in_transaction(self) -> bool:
-        return self.local_conn is not None and self.local_conn.in_transaction
+    def state(self) -> TxnState:
+        if self.origin.in_transaction:
+            return TxnState.ORIGIN_TXN
+        if self._local_conn is not None and self._local_conn.in_transaction:
+            return TxnState.LOCAL_TXN
+        return TxnState.AUTOCOMMIT
+
+    @property
+    def local_conn(self) -> ReadConnection | None:
+        """The replica connection held while a read-only transaction is open."""
+        return self._local_conn
+
+    def hold_local(self, conn: ReadConnection | None) -> None:
+        """Keep ``conn`` (left inside a transaction) for the next request; None: none."""
+        self._local_conn = conn
 
     def store_sql(self, sql_id: int, sql: str) -> None:
         if sql_id not in self.sqls and len(self.sqls) >= MAX_STORED_SQL:

@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
 
+from pop.engines.base import ReadConnection
 from pop.hrana.errors import HranaError, OutcomeUnknown, ProtocolError
-from pop.hrana.messages import PipelineBody, StreamRequest, parse_body
+from pop.hrana.messages import ExecuteReq, PipelineBody, StreamRequest, parse_body
 from pop.limits import Limits
+from pop.local.runner import Done
 from pop.metrics import PopMetrics
 from pop.session import Handled, Route, Session
-from pop.streams import Stream, StreamRegistry
+from pop.streams import Stream, TxnState
 
 LIMITS = Limits(max_sql_bytes=1024, max_batch_steps=2, max_pipeline_requests=3)
 
@@ -54,15 +56,18 @@ class RecordingBackend:
 
 
 def _session(
-    backend: RecordingBackend, on_outcome_unknown: Callable[[], None] = lambda: None
+    backend: RecordingBackend,
+    on_outcome_unknown: Callable[[], None] = lambda: None,
+    idle_timeout: float = 60.0,
 ) -> tuple[Session, PopMetrics]:
-    async def expire(stream: Stream) -> None:
-        await backend.release(stream)
-
     metrics = PopMetrics()
-    streams = StreamRegistry(60.0, on_expire=expire)
     session = Session(
-        backend, streams, LIMITS, metrics, server="test", on_outcome_unknown=on_outcome_unknown
+        backend,
+        LIMITS,
+        metrics,
+        idle_timeout=idle_timeout,
+        server="test",
+        on_outcome_unknown=on_outcome_unknown,
     )
     return session, metrics
 
@@ -164,3 +169,77 @@ def test_one_request_calls_keep_or_release_their_stream() -> None:
     assert none is None
     assert backend.released == ["s1"]
     assert {stream for stream, _ in backend.handled} == {"s1"}
+
+
+class FakeConnection:
+    """Stands in for a replica connection: only whether it is inside a transaction."""
+
+    in_transaction = True
+
+
+class LocalBackend(RecordingBackend):
+    """Reports local work as the router does: ``begin`` leaves a connection inside a
+    transaction, ``fail`` fails on it (still inside), ``commit`` ends it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.states: list[TxnState] = []  # the stream's state as each request found it
+        self.given_back: list[object | None] = []
+        self.last_stream: Stream | None = None
+
+    async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
+        self.states.append(stream.state)
+        self.last_stream = stream
+        assert isinstance(request, ExecuteReq)
+        sql = request.stmt.sql
+        conn = stream.local_conn or cast(ReadConnection, FakeConnection())
+        if sql == "begin":
+            done: Done[Any] = Done("began", None, conn)
+        elif sql == "fail":
+            done = Done(None, HranaError("no such column: x", "SQLITE_ERROR"), conn)
+        else:
+            done = Done("committed", None, None)
+        return Handled({"type": "execute", "result": done.value}, Route.LOCAL, done)
+
+    async def release(self, stream: Stream) -> None:
+        self.given_back.append(stream.local_conn)
+        await super().release(stream)
+
+
+def test_the_session_keeps_what_local_work_left_open_and_frees_it_on_close() -> None:
+    backend = LocalBackend()
+    session, _ = _session(backend)
+    answer = _run(
+        session.pipeline(
+            _body(None, _execute("begin"), _execute("fail"), _execute("commit")), "v3_pipeline"
+        )
+    )
+    results = answer.body["results"]
+    assert results[0]["response"]["result"] == "began"
+    assert results[1]["error"] == {"message": "no such column: x", "code": "SQLITE_ERROR"}
+    # A failed statement leaves the read transaction open, as SQLite does.
+    assert backend.states == [TxnState.AUTOCOMMIT, TxnState.LOCAL_TXN, TxnState.LOCAL_TXN]
+    answer = _run(
+        session.pipeline(_body(answer.body["baton"], _execute("begin"), {"type": "close"}), "v2")
+    )
+    assert backend.states[-1] is TxnState.AUTOCOMMIT
+    assert len(backend.given_back) == 1 and isinstance(backend.given_back[0], FakeConnection)
+
+
+def test_an_expired_stream_is_released_and_holds_nothing_after() -> None:
+    backend = LocalBackend()
+    session, _ = _session(backend, idle_timeout=0.01)
+
+    async def expire_one() -> Stream:
+        await session.pipeline(_body(None, _execute("begin")), "v3_pipeline")
+        stream = backend.last_stream
+        assert stream is not None and stream.state is TxnState.LOCAL_TXN
+        await asyncio.sleep(0.05)
+        await session.streams.reap()
+        return stream
+
+    stream = _run(expire_one())
+    assert len(session.streams) == 0
+    assert backend.released == [stream.id]
+    assert isinstance(backend.given_back[0], FakeConnection)
+    assert stream.state is TxnState.AUTOCOMMIT and stream.local_conn is None
