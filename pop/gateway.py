@@ -29,6 +29,7 @@ from pop.hrana.messages import (
     ExecuteReq,
     GetAutocommitReq,
     SequenceReq,
+    Stmt,
     StoreSqlReq,
     StreamRequest,
 )
@@ -37,7 +38,8 @@ from pop.metrics import PopMetrics
 from pop.origin.client import OriginClient
 from pop.origin.forward import Forwarder
 from pop.session import Handled, Route, Session
-from pop.sql.inspector import SchemaObject, SqlInspector, StatementInfo
+from pop.sql.inspector import SchemaObject, SqlInspector
+from pop.sql.prepared import Prepared
 from pop.sql.script import split_script
 from pop.streams import Stream
 
@@ -86,21 +88,20 @@ class StreamGateway:
 
     async def _run(self, stream: Stream, request: StreamRequest) -> dict[str, Any]:
         if isinstance(request, ExecuteReq):
-            sql = stream.resolve_sql(request.stmt.sql, request.stmt.sql_id)
-            result = await self.forwarder.execute(stream.origin, request.stmt, sql)
-            self._track([self.inspector.inspect(sql)], [True])
+            stmt = self._prepare(stream, request.stmt)
+            result = await self.forwarder.execute(stream.origin, stmt)
+            self._track([stmt], [True])
             return {"type": "execute", "result": result}
         if isinstance(request, BatchReq):
-            sqls = [stream.resolve_sql(s.stmt.sql, s.stmt.sql_id) for s in request.batch.steps]
-            outcome = await self.forwarder.batch(stream.origin, request.batch, sqls)
-            ran = [result is not None for result in outcome["step_results"]]
-            self._track([self.inspector.inspect(sql) for sql in sqls], ran)
+            steps = [self._prepare(stream, step.stmt) for step in request.batch.steps]
+            outcome = await self.forwarder.batch(stream.origin, request.batch, steps)
+            self._track(steps, [result is not None for result in outcome["step_results"]])
             return {"type": "batch", "result": outcome}
         if isinstance(request, SequenceReq):
             script = stream.resolve_sql(request.sql, request.sql_id)
-            statements = split_script(script)
+            statements = Prepared.script(self.inspector, split_script(script))
             await self.forwarder.sequence(stream.origin, script, statements)
-            self._track([self.inspector.inspect(s) for s in statements], [True] * len(statements))
+            self._track(statements, [True] * len(statements))
             return {"type": "sequence"}
         if isinstance(request, StoreSqlReq):
             stream.store_sql(request.sql_id, request.sql)
@@ -112,9 +113,15 @@ class StreamGateway:
             return {"type": "get_autocommit", "is_autocommit": not stream.origin.in_transaction}
         raise HranaError(f"the gateway does not serve {request.type!r} requests", "NOT_SUPPORTED")
 
-    def _track(self, infos: list[StatementInfo], ran: list[bool]) -> None:
+    def _prepare(self, stream: Stream, stmt: Stmt) -> Prepared:
+        return Prepared.of(self.inspector, stmt, stream.resolve_sql(stmt.sql, stmt.sql_id))
+
+    def _track(self, statements: list[Prepared], ran: list[bool]) -> None:
         """Note a schema change (whether a transaction is open the forwarder has asked)."""
-        if any(succeeded and not info.is_read for info, succeeded in zip(infos, ran, strict=True)):
+        if any(
+            succeeded and not statement.info.is_read
+            for statement, succeeded in zip(statements, ran, strict=True)
+        ):
             self._schema_stale = True
 
     async def release(self, stream: Stream) -> None:

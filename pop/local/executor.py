@@ -8,12 +8,13 @@ from typing import Any
 
 from pop.engines.base import Cursor, ReadConnection
 from pop.hrana.errors import HranaError, sqlite_error
-from pop.hrana.messages import AndCond, Batch, BatchCond, ErrorCond, NotCond, OkCond, OrCond, Stmt
+from pop.hrana.messages import AndCond, Batch, BatchCond, ErrorCond, NotCond, OkCond, OrCond
 from pop.hrana.values import encode_value
 from pop.local.binding import positional_args
-from pop.sql.inspector import Column, StatementInfo
+from pop.sql.inspector import Column
+from pop.sql.prepared import Prepared
 
-StepRunner = Callable[[Stmt], dict[str, Any]]
+StepRunner = Callable[[int], dict[str, Any]]  # runs the batch's step of that index
 
 
 class LocalExecutor:
@@ -22,8 +23,9 @@ class LocalExecutor:
     def __init__(self, max_result_bytes: int) -> None:
         self._max_result_bytes = max_result_bytes
 
-    def execute(self, conn: ReadConnection, stmt: Stmt, info: StatementInfo) -> dict[str, Any]:
-        """Run ``stmt``, whose SQL (resolved, if it came by ``sql_id``) ``info`` describes."""
+    def execute(self, conn: ReadConnection, prepared: Prepared) -> dict[str, Any]:
+        """Run one prepared statement."""
+        stmt, info = prepared.stmt, prepared.info
         refusal = info.refused()
         if refusal is not None:
             raise refusal
@@ -73,10 +75,10 @@ class LocalExecutor:
             rows.append(encoded)
         return rows
 
-    def run_script(self, conn: ReadConnection, infos: list[StatementInfo]) -> None:
+    def run_script(self, conn: ReadConnection, statements: list[Prepared]) -> None:
         """A Hrana ``sequence``: run each statement, stop at the first error."""
-        for info in infos:
-            self.execute(conn, Stmt(sql=info.sql, want_rows=False), info)
+        for statement in statements:
+            self.execute(conn, statement)
 
 
 def run_batch(
@@ -101,13 +103,13 @@ def run_batch(
             return any(holds(inner) for inner in cond.conds)
         return is_autocommit()
 
-    for step in batch.steps:
+    for index, step in enumerate(batch.steps):
         if not holds(step.condition):
             results.append(None)
             errors.append(None)
             continue
         try:
-            results.append(run_step(step.stmt))
+            results.append(run_step(index))
             errors.append(None)
         except HranaError as exc:
             results.append(None)

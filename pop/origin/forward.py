@@ -21,18 +21,17 @@ from pop.hrana.messages import (
     AndCond,
     Batch,
     BatchCond,
-    BatchStep,
     ErrorCond,
     NotCond,
     OkCond,
     OrCond,
-    Stmt,
 )
 from pop.hrana.values import encode_value
 from pop.local.binding import positional_args
 from pop.origin.client import WRITE_FACTS_SQL, Dialect, OriginClient
 from pop.origin.stream import OriginStream
 from pop.sql.inspector import Kind, SqlInspector, StatementInfo
+from pop.sql.prepared import Prepared
 from pop.sql.script import numbered_parameters
 
 # Codes an origin without sqld's codes (tursodb) puts on SQLite errors.
@@ -61,46 +60,50 @@ class Forwarder:
         self._inspector = inspector
         self._holds_transactions = holds_transactions
 
-    async def execute(self, stream: OriginStream, stmt: Stmt, sql: str) -> dict[str, Any]:
-        """Run one statement (``sql`` is its text, resolved) at the origin; returns a Hrana
-        statement result."""
+    async def execute(self, stream: OriginStream, stmt: Prepared) -> dict[str, Any]:
+        """Run one statement at the origin; returns a Hrana statement result."""
         if await self.client.keeps_streams():
             result = await self._on_stream(
-                stream, {"type": "execute", "stmt": self._stmt_json(stmt, sql)}, sql
+                stream, {"type": "execute", "stmt": _stmt_json(stmt)}, [stmt.info]
             )
             return dict(result["result"])
-        outcome = await self._basic_batch(stream, [(BatchStep(stmt=stmt), sql)])
+        outcome = await self._basic_batch(stream, [(None, stmt)])
         error = outcome["step_errors"][0]
         if error is not None:
             raise HranaError(error["message"], error["code"])
         return dict(outcome["step_results"][0])
 
-    async def batch(self, stream: OriginStream, batch: Batch, sqls: list[str]) -> dict[str, Any]:
-        """Run a batch whose steps' texts, resolved, are ``sqls``."""
-        resolved = list(zip(batch.steps, sqls, strict=True))
+    async def batch(
+        self, stream: OriginStream, batch: Batch, steps: list[Prepared]
+    ) -> dict[str, Any]:
+        """Run ``batch``, whose steps' statements are ``steps``."""
+        conditioned = [
+            (step.condition, stmt) for step, stmt in zip(batch.steps, steps, strict=True)
+        ]
         if await self.client.keeps_streams():
-            steps = [
-                {"stmt": self._stmt_json(step.stmt, sql), **_condition_json(step.condition, None)}
-                for step, sql in resolved
+            sent = [
+                {"stmt": _stmt_json(stmt), **_condition_json(condition, None)}
+                for condition, stmt in conditioned
             ]
-            request = {"type": "batch", "batch": {"steps": steps}}
-            result = await self._on_stream(stream, request, *sqls)
-            return self._normalized_batch(dict(result["result"]), sqls)
-        return await self._basic_batch(stream, resolved)
+            request = {"type": "batch", "batch": {"steps": sent}}
+            infos = [stmt.info for stmt in steps]
+            result = await self._on_stream(stream, request, infos)
+            return self._normalized_batch(dict(result["result"]), infos)
+        return await self._basic_batch(stream, conditioned)
 
-    async def sequence(self, stream: OriginStream, script: str, statements: list[str]) -> None:
+    async def sequence(self, stream: OriginStream, script: str, statements: list[Prepared]) -> None:
         """Run ``script`` (split into ``statements``) at the origin, up to its first error."""
         if await self.client.keeps_streams():
             # The origin gets the script as the client wrote it and splits it itself.
-            await self._on_stream(stream, {"type": "sequence", "sql": script}, *statements)
+            request = {"type": "sequence", "sql": script}
+            await self._on_stream(stream, request, [stmt.info for stmt in statements])
             return
-        steps = [
-            {"stmt": {"sql": sql}, **({"condition": {"type": "ok", "step": i - 1}} if i else {})}
-            for i, sql in enumerate(statements)
-        ]
-        batch = Batch.model_validate({"steps": steps})
         outcome = await self._basic_batch(
-            stream, [(step, step.stmt.sql or "") for step in batch.steps]
+            stream,
+            [
+                (OkCond(type="ok", step=index - 1) if index else None, stmt)
+                for index, stmt in enumerate(statements)
+            ],
         )
         for error in outcome["step_errors"]:
             if error is not None:
@@ -132,9 +135,12 @@ class Forwarder:
             await self.client.pipeline(None, [{"type": "execute", "stmt": {"sql": "ROLLBACK"}}])
 
     async def _on_stream(
-        self, stream: OriginStream, request: dict[str, Any], *sqls: str
+        self,
+        stream: OriginStream,
+        request: dict[str, Any],
+        statements: Sequence[StatementInfo] = (),
     ) -> dict[str, Any]:
-        """Send ``request`` on the stream's origin stream; ``sqls`` are the statements in it."""
+        """Send ``request`` on the stream's origin stream, holding ``statements``."""
         requests = [request]
         asks = self.client.dialect is Dialect.V3 and request["type"] != "get_autocommit"
         if asks:
@@ -150,23 +156,16 @@ class Forwarder:
             stream.transaction_is(not results[1]["response"]["is_autocommit"])
         elif request["type"] != "get_autocommit":
             # Hrana 2 has no get_autocommit: the statements sent are all there is to go by.
-            self._follow_keywords(stream, sqls)
+            _follow_keywords(stream, statements)
         outcome = results[0]
         if outcome.get("type") == "error":
-            raise self._normalized_error(outcome.get("error") or {}, sqls[0] if sqls else None)
+            first = statements[0] if statements else None
+            raise self._normalized_error(outcome.get("error") or {}, first)
         response: dict[str, Any] = outcome.get("response") or {}
         return response
 
-    def _follow_keywords(self, stream: OriginStream, sqls: tuple[str, ...]) -> None:
-        for sql in sqls:
-            kind = self._inspector.inspect(sql).kind
-            if kind in _OPENS:
-                stream.transaction_is(True)
-            elif kind is Kind.END_TRANSACTION:
-                stream.transaction_is(False)
-
     async def _basic_batch(
-        self, stream: OriginStream, resolved: list[tuple[Any, str]]
+        self, stream: OriginStream, steps: list[tuple[BatchCond | None, Prepared]]
     ) -> dict[str, Any]:
         """A batch for an origin without streams, with write facts asked after each write.
 
@@ -176,32 +175,28 @@ class Forwarder:
         step finds the connection inside a transaction, and rolls it back (see the module
         docstring).
         """
-        steps: list[dict[str, Any]] = []
-        infos: list[StatementInfo] = []
+        sent: list[dict[str, Any]] = []
+        infos = [stmt.info for _, stmt in steps]
         unbound: dict[int, HranaError] = {}
-        for index, (step, sql) in enumerate(resolved):
-            info = self._inspector.inspect(sql)
-            infos.append(info)
+        for index, (condition, prepared) in enumerate(steps):
             try:
-                stmt = self._positional_stmt_json(step.stmt, sql)
+                stmt = _positional_stmt_json(prepared)
             except HranaError as exc:
                 # sqld fails this step when binding it, after the steps before it ran;
                 # the stand-in fails alike there, and its error is replaced by this one.
                 unbound[index] = exc
                 stmt = {"sql": _FAILS_TO_COMPILE}
-            steps.append({"stmt": stmt, **_condition_json(step.condition, 2)})
-            counts = info.sqld.counts_changes and index not in unbound
-            steps.append(
+            sent.append({"stmt": stmt, **_condition_json(condition, 2)})
+            counts = prepared.info.sqld.counts_changes and index not in unbound
+            sent.append(
                 {
                     "stmt": {"sql": WRITE_FACTS_SQL, "want_rows": True},
                     "condition": _ran_ok(2 * index) if counts else _never(2 * index),
                 }
             )
         end = "SELECT 1" if self._holds_transactions else "ROLLBACK"
-        steps.append({"stmt": {"sql": end}, "condition": _NOT_AUTOCOMMIT})
-        _, results = await self.client.pipeline(
-            None, [{"type": "batch", "batch": {"steps": steps}}]
-        )
+        sent.append({"stmt": {"sql": end}, "condition": _NOT_AUTOCOMMIT})
+        _, results = await self.client.pipeline(None, [{"type": "batch", "batch": {"steps": sent}}])
         outcome = results[0]
         if outcome.get("type") == "error":
             raise self._normalized_error(outcome.get("error") or {}, None)
@@ -211,11 +206,11 @@ class Forwarder:
         if left_open and not self._holds_transactions:
             log.info(
                 "a forwarded request left the origin inside a transaction; rolled back",
-                extra={"stream": stream.name, "statements": len(resolved)},
+                extra={"stream": stream.name, "statements": len(steps)},
             )
         step_results: list[dict[str, Any] | None] = []
         step_errors: list[dict[str, Any] | None] = []
-        ran: list[str] = []
+        ran: list[StatementInfo] = []
         for index, info in enumerate(infos):
             result = raw["step_results"][2 * index]
             error = raw["step_errors"][2 * index]
@@ -232,67 +227,82 @@ class Forwarder:
             if index in unbound:
                 error = unbound[index].to_json() if error else None
             elif error:
-                error = self._normalized_error(error, info.sql, ran).to_json()
+                error = self._normalized_error(error, info, ran).to_json()
             if result is not None:
-                ran.append(info.sql)
+                ran.append(info)
             step_results.append(result)
             step_errors.append(error)
         return {"step_results": step_results, "step_errors": step_errors, "replication_index": None}
 
-    def _stmt_json(self, stmt: Stmt, sql: str) -> dict[str, Any]:
-        """A statement for an origin that keeps streams: it binds the arguments itself."""
-        return {
-            "sql": sql,
-            "want_rows": stmt.want_rows,
-            "args": [encode_value(value) for value in stmt.args],
-            "named_args": [
-                {"name": arg.name, "value": encode_value(arg.value)} for arg in stmt.named_args
-            ],
-        }
-
-    def _positional_stmt_json(self, stmt: Stmt, sql: str) -> dict[str, Any]:
-        """A statement for ``tursodb``, which drops named arguments: every value in place.
-
-        Raises ``HranaError`` (``ARGS_INVALID`` …) where the arguments do not fit, as sqld
-        would when binding them.
-        """
-        info = self._inspector.inspect(sql)
-        if info.kind is Kind.UNKNOWN:  # not compiled here: numbered from its tokens
-            names = numbered_parameters(sql)
-            info = dataclasses.replace(info, param_names=names, param_count=len(names))
-        args = [encode_value(value) for value in positional_args(stmt, info)]
-        return {"sql": sql, "want_rows": stmt.want_rows, "args": args}
-
-    def _normalized_batch(self, result: dict[str, Any], sqls: list[str]) -> dict[str, Any]:
-        ran: list[str] = []
+    def _normalized_batch(
+        self, result: dict[str, Any], infos: list[StatementInfo]
+    ) -> dict[str, Any]:
+        ran: list[StatementInfo] = []
         errors: list[dict[str, Any] | None] = []
-        for error, done, sql in zip(
-            result.get("step_errors", []), result.get("step_results", []), sqls, strict=False
+        for error, done, info in zip(
+            result.get("step_errors", []), result.get("step_results", []), infos, strict=False
         ):
-            errors.append(self._normalized_error(error, sql, ran).to_json() if error else None)
+            errors.append(self._normalized_error(error, info, ran).to_json() if error else None)
             if done is not None:
-                ran.append(sql)
+                ran.append(info)
         result["step_errors"] = errors
         return result
 
     def _normalized_error(
-        self, error: dict[str, Any], sql: str | None, ran: Sequence[str] = ()
+        self,
+        error: dict[str, Any],
+        info: StatementInfo | None,
+        ran: Sequence[StatementInfo] = (),
     ) -> HranaError:
         """An origin's error with the code sqld gives, whatever the origin sent."""
         message = str(error.get("message") or "the origin reported an error without a message")
         code = str(error.get("code") or "")
         if is_sqld_code(code) or not (code in _ENGINE_CODES or code.startswith("SQLITE_")):
             return HranaError(message, code)
-        if sql is None:
+        if info is None:
             return sqlite_error(message)
         # tursodb marks what failed while compiling by code or, within a batch, by prefix.
         failed_to_compile = code == "PREPARE_ERROR" or message.startswith(_COMPILE_PREFIXES)
         # Compiled against the schema the origin had: earlier steps may have changed it.
-        return (
-            self._inspector.after(ran)
-            .inspect(sql)
-            .compile_error(message, failed_to_compile=failed_to_compile)
-        )
+        ahead = self._inspector.after(statement.sql for statement in ran)
+        if ahead is not self._inspector:
+            info = ahead.inspect(info.sql)
+        return info.compile_error(message, failed_to_compile=failed_to_compile)
+
+
+def _follow_keywords(stream: OriginStream, statements: Sequence[StatementInfo]) -> None:
+    """On Hrana 2, which cannot be asked, what the statements sent say of the transaction."""
+    for info in statements:
+        if info.kind in _OPENS:
+            stream.transaction_is(True)
+        elif info.kind is Kind.END_TRANSACTION:
+            stream.transaction_is(False)
+
+
+def _stmt_json(stmt: Prepared) -> dict[str, Any]:
+    """A statement for an origin that keeps streams: it binds the arguments itself."""
+    return {
+        "sql": stmt.sql,
+        "want_rows": stmt.stmt.want_rows,
+        "args": [encode_value(value) for value in stmt.stmt.args],
+        "named_args": [
+            {"name": arg.name, "value": encode_value(arg.value)} for arg in stmt.stmt.named_args
+        ],
+    }
+
+
+def _positional_stmt_json(stmt: Prepared) -> dict[str, Any]:
+    """A statement for ``tursodb``, which drops named arguments: every value in place.
+
+    Raises ``HranaError`` (``ARGS_INVALID`` …) where the arguments do not fit, as sqld
+    would when binding them.
+    """
+    info = stmt.info
+    if info.kind is Kind.UNKNOWN:  # not compiled here: numbered from its tokens
+        names = numbered_parameters(info.sql)
+        info = dataclasses.replace(info, param_names=names, param_count=len(names))
+    args = [encode_value(value) for value in positional_args(stmt.stmt, info)]
+    return {"sql": info.sql, "want_rows": stmt.stmt.want_rows, "args": args}
 
 
 def _ran_ok(step: int) -> dict[str, Any]:
