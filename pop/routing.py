@@ -51,7 +51,6 @@ class Router:
         runner: LocalRunner,
         executor: LocalExecutor,
         forwarder: Forwarder,
-        after_origin_write: Callable[[str | None], Awaitable[None]],
         replica_is_current: Callable[[], bool],
     ) -> None:
         self._inspector = inspector
@@ -59,7 +58,6 @@ class Router:
         self._runner = runner
         self._executor = executor
         self._forwarder = forwarder
-        self._after_origin_write = after_origin_write
         # False while the replica is known to lack a write this POP acknowledged (its
         # catch-up sync failed): reads then go to the origin, so read-your-writes holds.
         self._replica_is_current = replica_is_current
@@ -73,10 +71,12 @@ class Router:
                 done = await self._locally(stream, lambda conn: self._executor.execute(conn, stmt))
                 return Handled({"type": "execute", "result": done.value}, Route.LOCAL, done)
             await self._check_origin_can_hold([stmt], whole=False)
-            result = await self._at_origin(
-                stream, [stmt], self._forwarder.execute(stream.origin, stmt)
+            return await self._at_origin(
+                stream,
+                [stmt],
+                self._forwarder.execute(stream.origin, stmt),
+                lambda result: {"type": "execute", "result": result},
             )
-            return Handled({"type": "execute", "result": result}, Route.ORIGIN)
         if isinstance(request, BatchReq):
             steps = [self._prepare(stream, step.stmt) for step in request.batch.steps]
             _refuse_as_sqld(steps)  # sqld checks every step before running any
@@ -91,10 +91,12 @@ class Router:
                 )
                 return Handled({"type": "batch", "result": done.value}, Route.LOCAL, done)
             await self._check_origin_can_hold(steps, whole=True)
-            result = await self._at_origin(
-                stream, steps, self._forwarder.batch(stream.origin, request.batch, steps)
+            return await self._at_origin(
+                stream,
+                steps,
+                self._forwarder.batch(stream.origin, request.batch, steps),
+                lambda result: {"type": "batch", "result": result},
             )
-            return Handled({"type": "batch", "result": result}, Route.ORIGIN)
         if isinstance(request, SequenceReq):
             script = stream.resolve_sql(request.sql, request.sql_id)
             statements = Prepared.script(self._inspector, split_script(script))
@@ -108,10 +110,12 @@ class Router:
                 )
                 return Handled({"type": "sequence"}, Route.LOCAL, ran)
             await self._check_origin_can_hold(statements, whole=True)
-            await self._at_origin(
-                stream, statements, self._forwarder.sequence(stream.origin, script, statements)
+            return await self._at_origin(
+                stream,
+                statements,
+                self._forwarder.sequence(stream.origin, script, statements),
+                lambda _: {"type": "sequence"},
             )
-            return Handled({"type": "sequence"}, Route.ORIGIN)
         if isinstance(request, DescribeReq):
             return await self._describe(stream, stream.resolve_sql(request.sql, request.sql_id))
         if isinstance(request, StoreSqlReq):
@@ -170,41 +174,50 @@ class Router:
         return await self._runner.run(stream.local_conn, work)
 
     async def _at_origin(
-        self, stream: Stream, statements: list[Prepared], call: Awaitable[Any]
-    ) -> Any:
+        self,
+        stream: Stream,
+        statements: list[Prepared],
+        call: Awaitable[Any],
+        answer: Callable[[Any], dict[str, Any]],
+    ) -> Handled:
+        """Forward; the answer says whether a write may have committed there, so that
+        the session has the replica catch up before the client hears back (after an
+        error too: a sequence that failed midway applied the statements before it)."""
         started = time.perf_counter()
-        outcome = "error"
-        reached_origin = True
         was_in_transaction = stream.origin.in_transaction
-        index: str | None = None
+        result: Any = None
+        failure: Exception | None = None
         try:
             result = await call
-            outcome = "ok"
-            index = _replication_index(result)
         except OriginUnavailable:
-            reached_origin = False
-            raise
-        finally:
-            log.info(
-                "forwarded to origin",
-                extra={
-                    "stream": stream.id,
-                    "statements": len(statements),
-                    "writes": sum(not statement.info.is_read for statement in statements),
-                    "outcome": outcome,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
-            if reached_origin and may_have_committed(
-                [statement.info for statement in statements],
-                was_in_transaction,
-                stream.origin.in_transaction,
-            ):
-                # Read-your-writes: the replica catches up before the client hears back,
-                # after an error too, since a sequence that failed midway applied the
-                # statements before its error.
-                await self._after_origin_write(index)
-        return result
+            self._log_forwarded(stream, statements, "unreachable", started)
+            raise  # it never reached the origin: nothing there to catch up with
+        except Exception as exc:
+            failure = exc
+        self._log_forwarded(stream, statements, "error" if failure else "ok", started)
+        wrote = may_have_committed(
+            [statement.info for statement in statements],
+            was_in_transaction,
+            stream.origin.in_transaction,
+        )
+        if failure is not None:
+            return Handled({}, Route.ORIGIN, wrote=wrote, failure=failure)
+        index = _replication_index(result)
+        return Handled(answer(result), Route.ORIGIN, wrote=wrote, replication_index=index)
+
+    def _log_forwarded(
+        self, stream: Stream, statements: list[Prepared], outcome: str, started: float
+    ) -> None:
+        log.info(
+            "forwarded to origin",
+            extra={
+                "stream": stream.id,
+                "statements": len(statements),
+                "writes": sum(not statement.info.is_read for statement in statements),
+                "outcome": outcome,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
 
     async def _describe(self, stream: Stream, sql: str) -> Handled:
         # sqld describes with SQLite itself, not its parser: empty text describes as an

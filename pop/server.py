@@ -13,7 +13,8 @@ from pop.config import ConfigError, load_settings
 from pop.http.app import create_app
 from pop.http.guard import guarded_protocol
 from pop.logs import setup_logging
-from pop.service import PopService, ReplicaOpenError
+from pop.replica import ReplicaOpenError
+from pop.service import PopService
 
 log = logging.getLogger("pop")
 
@@ -41,7 +42,7 @@ def serve(env_file: str | None = ".env") -> int:
     try:
         # Before the server starts, so that a POP that cannot get its data exits with one
         # clear line instead of a server start-up traceback.
-        service.open_replica()
+        service.replica.open()
     except ReplicaOpenError as exc:
         if not exc.retryable:
             log.error("%s", exc)

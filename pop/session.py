@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -53,6 +52,22 @@ class Handled:
     response: dict[str, Any]
     route: Route
     local: Done[Any] | None = None
+    # Set when a request sent to the origin may have committed a write there, even if it
+    # failed: the session has the replica catch up before answering.
+    wrote: bool = False
+    replication_index: str | None = None  # the origin's, after the write, if it said
+    # The request's error, answered after the catch-up (raised by the backend otherwise).
+    failure: Exception | None = None
+
+
+class ReplicaFreshness(Protocol):
+    """What the session tells the replica's owner (``pop.replica``) about writes."""
+
+    async def catch_up(self, replication_index: str | None) -> None:
+        """A request may have committed a write at the origin: the replica gets it."""
+
+    def outcome_unknown(self) -> None:
+        """A request may or may not have been applied at the origin."""
 
 
 class Backend(Protocol):
@@ -103,14 +118,14 @@ class Session:
         *,
         idle_timeout: float,
         server: str,
-        on_outcome_unknown: Callable[[], None] = lambda: None,
+        replica: ReplicaFreshness | None = None,
     ) -> None:
+        """``replica``: the replica to keep fresh after writes (none for the gateway)."""
         self._backend = backend
         self.streams = StreamRegistry(idle_timeout, on_expire=self._expire)
         self._limits = limits
         self._metrics = metrics
-        # Called when a request may or may not have been applied at the origin.
-        self._on_outcome_unknown = on_outcome_unknown
+        self._replica = replica
         self._internal_error = f"internal error in the {server}; see its log"
 
     async def pipeline(self, body: PipelineBody, endpoint: str) -> Answer:
@@ -185,6 +200,10 @@ class Session:
             if handled.local is not None:
                 stream.hold_local(handled.local.kept)
                 handled.local.unwrap()  # the work's failure, answered below
+            if handled.wrote and self._replica is not None:
+                await self._replica.catch_up(handled.replication_index)
+            if handled.failure is not None:
+                raise handled.failure
         except OriginStreamLost:
             raise  # the whole call is answered as the origin answered it (see pop.http.endpoint)
         except (HranaError, ProtocolError) as exc:
@@ -195,7 +214,8 @@ class Session:
             elif isinstance(exc, OutcomeUnknown):
                 self._metrics.origin_errors.labels("outcome_unknown").inc()
                 route = Route.ORIGIN
-                self._on_outcome_unknown()
+                if self._replica is not None:
+                    self._replica.outcome_unknown()
             answer = error_result(exc)
         except Exception:
             log.exception(

@@ -31,6 +31,7 @@ from pop.routing import Router
 from pop.session import Route, Session
 from pop.sql.inspector import SchemaObject, SqlInspector, StatementInfo
 from pop.streams import TxnState
+from tests.test_session import RecordingReplica
 
 SCHEMA = [SchemaObject("table", "t", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")]
 
@@ -165,11 +166,6 @@ def _keeps_no_streams(request: httpx.Request) -> httpx.Response:
 def _pop_session(
     origin: Callable[[httpx.Request], httpx.Response], inspector: SqlInspector
 ) -> tuple[Session, list[str | None]]:
-    caught_up: list[str | None] = []
-
-    async def after_origin_write(index: str | None) -> None:
-        caught_up.append(index)
-
     client = OriginClient("http://origin.test", None, 5.0, transport=httpx.MockTransport(origin))
     # Every request below is a write: it never reaches the replica, so the router gets
     # a pool and runner over no engine.
@@ -180,13 +176,18 @@ def _pop_session(
         LocalRunner(pool, workers=1, statement_timeout=5.0),
         LocalExecutor(max_result_bytes=1 << 20),
         Forwarder(client, inspector),
-        after_origin_write,
         replica_is_current=lambda: True,
     )
+    replica = RecordingReplica()
     session = Session(
-        router, Limits.from_settings(), PopMetrics(), idle_timeout=60.0, server="test"
+        router,
+        Limits.from_settings(),
+        PopMetrics(),
+        idle_timeout=60.0,
+        server="test",
+        replica=replica,
     )
-    return session, caught_up
+    return session, replica.caught_up
 
 
 WRITES: list[dict[str, Any]] = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import orjson
@@ -55,19 +55,29 @@ class RecordingBackend:
         self.released.append(stream.id)
 
 
+class RecordingReplica:
+    """What the session told the replica's owner: catch-ups (with the origin's index)
+    and outcomes unknown."""
+
+    def __init__(self) -> None:
+        self.caught_up: list[str | None] = []
+        self.unknown_outcomes = 0
+
+    async def catch_up(self, replication_index: str | None) -> None:
+        self.caught_up.append(replication_index)
+
+    def outcome_unknown(self) -> None:
+        self.unknown_outcomes += 1
+
+
 def _session(
     backend: RecordingBackend,
-    on_outcome_unknown: Callable[[], None] = lambda: None,
+    replica: RecordingReplica | None = None,
     idle_timeout: float = 60.0,
 ) -> tuple[Session, PopMetrics]:
     metrics = PopMetrics()
     session = Session(
-        backend,
-        LIMITS,
-        metrics,
-        idle_timeout=idle_timeout,
-        server="test",
-        on_outcome_unknown=on_outcome_unknown,
+        backend, LIMITS, metrics, idle_timeout=idle_timeout, server="test", replica=replica
     )
     return session, metrics
 
@@ -115,7 +125,7 @@ def test_close_releases_once_and_refuses_what_follows() -> None:
 
 
 def test_a_failing_request_is_its_own_error_and_the_rest_still_run() -> None:
-    unknown_outcomes: list[bool] = []
+    replica = RecordingReplica()
     backend = RecordingBackend(
         fail={
             "bad": HranaError("no such table: t", "SQLITE_ERROR"),
@@ -123,7 +133,7 @@ def test_a_failing_request_is_its_own_error_and_the_rest_still_run() -> None:
             "lost": OutcomeUnknown("http://origin", "the connection dropped"),
         }
     )
-    session, metrics = _session(backend, lambda: unknown_outcomes.append(True))
+    session, metrics = _session(backend, replica)
     answer = _run(
         session.pipeline(
             _body(None, _execute("bad"), _execute("bug"), _execute("lost")), "v3_pipeline"
@@ -134,7 +144,7 @@ def test_a_failing_request_is_its_own_error_and_the_rest_still_run() -> None:
     assert errors[1] == {"message": "internal error in the test; see its log", "code": "INTERNAL"}
     assert "traceback" not in errors[1]["message"].lower()
     assert errors[2]["code"] == "ORIGIN_OUTCOME_UNKNOWN"
-    assert unknown_outcomes == [True]
+    assert replica.unknown_outcomes == 1
     assert answer.route is Route.ORIGIN  # the outcome-unknown request went to the origin
     counted = metrics.registry.get_sample_value("edgepop_errors_total", {"code": "INTERNAL"})
     assert counted == 1.0
@@ -243,3 +253,29 @@ def test_an_expired_stream_is_released_and_holds_nothing_after() -> None:
     assert backend.released == [stream.id]
     assert isinstance(backend.given_back[0], FakeConnection)
     assert stream.state is TxnState.AUTOCOMMIT and stream.local_conn is None
+
+
+class WritingBackend(RecordingBackend):
+    """Reports each execute as a possible write at the origin; ``fail`` ones fail after
+    applying part of it (a sequence that failed midway)."""
+
+    async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
+        assert isinstance(request, ExecuteReq)
+        sql = request.stmt.sql
+        if sql in self.fail:
+            return Handled({}, Route.ORIGIN, wrote=True, failure=self.fail[sql])
+        return Handled({"type": "execute"}, Route.ORIGIN, wrote=True, replication_index="7")
+
+
+def test_a_possible_write_has_the_replica_catch_up_before_the_answer_even_if_it_failed() -> None:
+    replica = RecordingReplica()
+    backend = WritingBackend(
+        fail={"half": HranaError("UNIQUE constraint failed", "SQLITE_CONSTRAINT")}
+    )
+    session, _ = _session(backend, replica)
+    answer = _run(session.pipeline(_body(None, _execute("w"), _execute("half")), "v2"))
+    results = answer.body["results"]
+    assert results[0]["type"] == "ok"
+    assert results[1]["error"]["code"] == "SQLITE_CONSTRAINT"
+    assert replica.caught_up == ["7", None]
+    assert answer.route is Route.ORIGIN

@@ -81,7 +81,7 @@ def create_app(service: PopService) -> ASGIApp:
         return (orjson.dumps(legacy.answer(plan, answer)), 200, JSON), route.value
 
     async def sync(_: bytes, __: str) -> tuple[Reply, str]:
-        outcome = await service.sync("api")
+        outcome = await service.replica.sync("api")
         body = {
             "ok": outcome.ok,
             "changed": outcome.changed,
@@ -103,18 +103,18 @@ def create_app(service: PopService) -> ASGIApp:
     }
 
     async def health(_: Request) -> Response:
-        problem = service.liveness()
+        problem = service.replica.liveness()
         if problem is None:
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "wedged", "reason": problem}, status_code=503)
 
     async def ready(_: Request) -> Response:
         # Cached values only: this is polled while pulls run (see ReplicaEngine.position).
-        problem = service.readiness()
+        problem = service.replica.readiness()
         body = {
             "ready": problem is None,
-            "position": service.engine.position(),
-            "engine": service.engine.stats(),
+            "position": service.replica.engine.position(),
+            "engine": service.replica.engine.stats(),
         }
         if problem is None:
             return JSONResponse(body)
@@ -127,7 +127,7 @@ def create_app(service: PopService) -> ASGIApp:
                 "protocol": ["hrana2", "hrana3"],
                 "endpoints": ["/v2/pipeline", "/v3/pipeline", "/v3/cursor", "/"],
                 "region": settings.region,
-                "engine": service.engine.name,
+                "engine": service.replica.engine.name,
             }
         )
 

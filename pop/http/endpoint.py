@@ -56,9 +56,9 @@ class DataEndpoint:
                     code="UNAUTHORIZED",
                     status=401,
                 )
-            if not self._service.ready:
+            if not self._service.replica.serving:
                 raise ProtocolError(
-                    f"this POP is not serving yet: {self._service.readiness()}",
+                    f"this POP is not serving yet: {self._service.replica.readiness()}",
                     code="REPLICA_NOT_OPEN",
                     status=503,
                 )
