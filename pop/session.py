@@ -9,6 +9,7 @@ fresh baton. A backend only says how to run one request and how to free a stream
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from contextlib import AbstractAsyncContextManager
@@ -174,6 +175,20 @@ class Session:
                 await self._release(stream)
         return parked, result, route
 
+    async def _handle(self, stream: Stream, request: StreamRequest) -> Handled:
+        try:
+            return await self._backend.handle(stream, request)
+        except asyncio.CancelledError:
+            # The client left mid-request. Local work it interrupted gives its connection
+            # back to the pool once the worker lets go (pop.local.runner); the stream
+            # must not hold it too, or its expiry would give it back a second time and
+            # the pool would lend one connection to two readers. (The one other wait
+            # inside a read transaction, a describe sent to the origin, drops a
+            # connection no worker holds: it is closed when collected.)
+            if stream.state is TxnState.LOCAL_TXN:
+                stream.hold_local(None)
+            raise
+
     async def _release(self, stream: Stream) -> None:
         try:
             await self._backend.release(stream)
@@ -196,7 +211,7 @@ class Session:
             log.debug("request", extra={"stream": stream.id, "request": request.model_dump_json()})
         try:
             self._limits.check_request(request)
-            handled = await self._backend.handle(stream, request)
+            handled = await self._handle(stream, request)
             if handled.local is not None:
                 stream.hold_local(handled.local.kept)
                 handled.local.unwrap()  # the work's failure, answered below

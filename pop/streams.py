@@ -66,6 +66,10 @@ class Stream:
         """The replica connection held while a read-only transaction is open."""
         return self._local_conn
 
+    def touch(self) -> None:
+        """A client used it now; its idle time starts again."""
+        self.last_used = time.monotonic()
+
     def hold_local(self, conn: ReadConnection | None) -> None:
         """Keep ``conn`` (left inside a transaction) for the next request; None: none."""
         self._local_conn = conn
@@ -109,13 +113,13 @@ class StreamRegistry:
                 f"{self.idle_timeout:g} s without requests, or the baton was already used",
                 code="STREAM_EXPIRED",
             )
-        stream.last_used = time.monotonic()
+        stream.touch()
         return stream
 
     def park(self, stream: Stream) -> str:
         """Keep the stream for the client's next call; returns the baton naming it."""
         baton = f"{stream.id}.{secrets.token_urlsafe(18)}"
-        stream.last_used = time.monotonic()
+        stream.touch()
         self._by_baton[baton] = stream
         return baton
 

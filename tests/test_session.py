@@ -279,3 +279,39 @@ def test_a_possible_write_has_the_replica_catch_up_before_the_answer_even_if_it_
     assert results[1]["error"]["code"] == "SQLITE_CONSTRAINT"
     assert replica.caught_up == ["7", None]
     assert answer.route is Route.ORIGIN
+
+
+class SlowLocalBackend(LocalBackend):
+    """``slow`` never finishes: the client leaves while it runs on the replica."""
+
+    async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
+        if isinstance(request, ExecuteReq) and request.stmt.sql == "slow":
+            self.last_stream = stream
+            await asyncio.Event().wait()
+        return await super().handle(stream, request)
+
+
+def test_a_stream_whose_client_left_mid_read_does_not_give_its_connection_back_twice() -> None:
+    """The runner gives back the connection of work it interrupted (pop.local.runner);
+    the stream must let go of it, or its expiry would lend it out a second time."""
+    backend = SlowLocalBackend()
+    session, _ = _session(backend, idle_timeout=0.01)
+
+    async def leave_mid_read() -> Stream:
+        begun = await session.pipeline(_body(None, _execute("begin")), "v3_pipeline")
+        slow = asyncio.ensure_future(
+            session.pipeline(_body(begun.body["baton"], _execute("slow")), "v3_pipeline")
+        )
+        await asyncio.sleep(0.01)
+        slow.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await slow
+        await asyncio.sleep(0.05)
+        await session.streams.reap()
+        stream = backend.last_stream
+        assert stream is not None
+        return stream
+
+    stream = _run(leave_mid_read())
+    assert backend.released == [stream.id]  # expired, and released once
+    assert backend.given_back == [None]  # with nothing left to give back
