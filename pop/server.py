@@ -63,6 +63,7 @@ def serve(env_file: str | None = ".env") -> int:
         timeout_graceful_shutdown=10,
         http=guarded_protocol(settings.max_header_bytes, settings.client_read_timeout),
         limit_concurrency=settings.max_connections,
+        ws_max_size=settings.max_body_bytes,  # one Hrana message, like one HTTP body
     )
     log.info("POP stopped")
     logging.shutdown()

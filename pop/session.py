@@ -166,8 +166,7 @@ class Session:
         stream = self.streams.take(baton) if baton else self.streams.open()
         parked: str | None = None
         try:
-            async with self._backend.holding(stream):
-                result, route = await self._run(stream, request, endpoint)
+            result, route = await self.run(stream, request, endpoint)
         finally:
             if keep:
                 parked = self.streams.park(stream)
@@ -188,6 +187,22 @@ class Session:
             if stream.state is TxnState.LOCAL_TXN:
                 stream.hold_local(None)
             raise
+
+    def open(self, *, sqls: dict[int, str] | None = None) -> Stream:
+        """A stream its caller keeps (a WebSocket's), with no baton and no idle timeout;
+        ``sqls``: SQL texts it shares with others. End it with ``close``."""
+        return self.streams.open(sqls)
+
+    async def run(
+        self, stream: Stream, request: StreamRequest, endpoint: str
+    ) -> tuple[dict[str, Any], Route]:
+        """One request on a stream at hand: its result and where it ran."""
+        async with self._backend.holding(stream):
+            return await self._run(stream, request, endpoint)
+
+    async def close(self, stream: Stream) -> None:
+        """End a stream from ``open``: what it holds is freed, here and at the origin."""
+        await self._release(stream)
 
     async def _release(self, stream: Stream) -> None:
         try:

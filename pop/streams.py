@@ -100,9 +100,10 @@ class StreamRegistry:
     def __len__(self) -> int:
         return len(self._by_baton)
 
-    def open(self) -> Stream:
+    def open(self, sqls: dict[int, str] | None = None) -> Stream:
+        """A new stream; ``sqls``: SQL texts it shares (a WebSocket connection's)."""
         # The id only names the stream in logs; the unguessable part is the baton's.
-        return Stream(id=f"s{next(self._ids)}")
+        return Stream(id=f"s{next(self._ids)}", sqls={} if sqls is None else sqls)
 
     def take(self, baton: str) -> Stream:
         """Claim the stream a baton names; the baton is spent by this call."""

@@ -97,9 +97,11 @@ def node_client(node_binary: str) -> Callable[..., Any]:
     """Run a scenario of ``tests/js/driver.mjs`` with the real ``@libsql/client``."""
     node = node_binary
 
-    def run(scenario: str, pop: PopProcess, arg: str = "") -> Any:
+    def run(scenario: str, pop: PopProcess, arg: str = "", *, scheme: str = "http") -> Any:
+        """``scheme="ws"``: the client speaks Hrana over WebSocket, as for libsql:// URLs."""
+        url = pop.url.replace("http://", f"{scheme}://", 1)
         done = subprocess.run(
-            [node, str(JS_DIR / "driver.mjs"), scenario, pop.url, pop.token, arg],
+            [node, str(JS_DIR / "driver.mjs"), scenario, url, pop.token, arg],
             capture_output=True,
             text=True,
             timeout=120,

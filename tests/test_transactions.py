@@ -66,20 +66,40 @@ def _count(pop: PopProcess, prefix: str) -> str:
     return str(rows(answer)[0][0])
 
 
-def test_client_transaction_write_commits(node_client: NodeClient, stack: dict[str, Any]) -> None:
-    result = node_client("writeTransaction", stack["eu"], "jstx")
+# "ws": Hrana over WebSocket, what @libsql/client speaks for a libsql:// URL.
+SCHEMES = pytest.mark.parametrize("scheme", ["http", "ws"])
+
+
+@SCHEMES
+def test_client_transaction_write_commits(
+    node_client: NodeClient, stack: dict[str, Any], scheme: str
+) -> None:
+    prefix = f"jstx{scheme}"
+    result = node_client("writeTransaction", stack["eu"], prefix, scheme=scheme)
     assert result["inside"] == [["1"]]
-    assert result["after"] == [["jstx-a"], ["jstx-b"]]
-    at_origin = stack["origin"].execute("SELECT count(*) FROM kv WHERE k LIKE 'jstx-%'")
+    assert result["after"] == [[f"{prefix}-a"], [f"{prefix}-b"]]
+    at_origin = stack["origin"].execute(f"SELECT count(*) FROM kv WHERE k LIKE '{prefix}-%'")
     assert at_origin["rows"][0][0]["value"] == "2"
 
 
+@SCHEMES
 def test_client_transaction_rollback_leaves_nothing(
-    node_client: NodeClient, stack: dict[str, Any]
+    node_client: NodeClient, stack: dict[str, Any], scheme: str
 ) -> None:
-    assert node_client("writeTransactionRollback", stack["eu"], "jsrb") == [["0"]]
-    at_origin = stack["origin"].execute("SELECT count(*) FROM kv WHERE k = 'jsrb-rb'")
+    prefix = f"jsrb{scheme}"
+    result = node_client("writeTransactionRollback", stack["eu"], prefix, scheme=scheme)
+    assert result == [["0"]]
+    at_origin = stack["origin"].execute(f"SELECT count(*) FROM kv WHERE k = '{prefix}-rb'")
     assert at_origin["rows"][0][0]["value"] == "0"
+
+
+@pytest.mark.parametrize("scenario", ["values", "readTransaction", "constraint", "executeMultiple"])
+def test_the_client_over_websocket_gets_what_it_gets_over_http(
+    node_client: NodeClient, stack: dict[str, Any], scenario: str
+) -> None:
+    over_http = node_client(scenario, stack["eu"], f"{scenario}h")
+    over_ws = node_client(scenario, stack["eu"], f"{scenario}w", scheme="ws")
+    assert over_ws == over_http
 
 
 def test_transaction_is_atomic_and_then_readable_from_the_pops(stack: dict[str, Any]) -> None:

@@ -18,14 +18,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from pop import __version__
 from pop.contract import HEALTH_PATH, METRICS_PATH, READY_PATH
 from pop.hrana.messages import BatchReq, CursorBody, LegacyBody, PipelineBody, parse_body
 from pop.http import cursor, legacy
 from pop.http.endpoint import JSON, TEXT, DataEndpoint, Reply
+from pop.http.websocket import HranaConnection, choose_subprotocol
 from pop.service import PopService
 
 
@@ -138,6 +140,19 @@ def create_app(service: PopService) -> ASGIApp:
     async def hrana_version(_: Request) -> Response:
         return PlainTextResponse("Hello, this is edge-pop speaking Hrana over HTTP")
 
+    def not_serving() -> str | None:
+        replica = service.replica
+        return None if replica.serving else replica.readiness()
+
+    async def hrana_websocket(websocket: WebSocket) -> None:
+        subprotocol = choose_subprotocol(websocket.scope.get("subprotocols", []))
+        if subprotocol is None:
+            await websocket.close()  # before accepting: the upgrade is refused (HTTP 403)
+            return
+        await websocket.accept(subprotocol=subprotocol)
+        token = settings.proxy_auth_token.get_secret_value().encode()
+        await HranaConnection(websocket, session, token, not_serving).serve()
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await service.start()
@@ -155,6 +170,7 @@ def create_app(service: PopService) -> ASGIApp:
             Route(READY_PATH, ready, methods=["GET"]),
             Route("/version", version, methods=["GET"]),
             Route(METRICS_PATH, metrics, methods=["GET"]),
+            WebSocketRoute("/", hrana_websocket),
         ],
         lifespan=lifespan,
     )

@@ -1,0 +1,235 @@
+"""Hrana over WebSocket on ``/``, as the libSQL server serves it (subprotocols ``hrana2``
+and ``hrana1``; ``hrana3``, whose batches come as cursors, is not offered yet).
+
+This is what ``@libsql/client`` and the other clients speak for a ``libsql://`` URL. A
+connection says ``hello`` with the POP's token, then opens streams under ids of its own
+choosing. Each stream is a session stream (``pop.session``): its requests run through
+the same loop and backend as HTTP's, one at a time in the order they came, while the
+streams of one connection run side by side. SQL texts stored with ``store_sql`` belong to
+the connection, shared by its streams. A WebSocket stream lives as long as its
+connection, not an idle timeout; when the connection ends, its streams are closed (any
+transaction rolled back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from pop.hrana.errors import HranaError, ProtocolError
+from pop.hrana.messages import StreamRequest, describe_validation_error
+from pop.session import Session
+from pop.streams import MAX_STORED_SQL, Stream
+
+log = logging.getLogger(__name__)
+
+# The versions served, in the order the POP prefers them.
+SUBPROTOCOLS = ("hrana2", "hrana1")
+MAX_STREAMS = 256  # per connection
+ENDPOINT = "websocket"
+PROTOCOL_ERROR = 1002  # RFC 6455 close code: the peer broke the protocol
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Hello(_Message):
+    type: Literal["hello"]
+    jwt: str | None = None
+
+
+class Request(_Message):
+    type: Literal["request"]
+    request_id: int
+    request: dict[str, Any]
+
+
+_CLIENT_MESSAGE: TypeAdapter[Hello | Request] = TypeAdapter(
+    Annotated[Hello | Request, Field(discriminator="type")]
+)
+_STREAM_REQUEST: TypeAdapter[StreamRequest] = TypeAdapter(StreamRequest)
+_ON_STREAM = frozenset({"execute", "batch", "sequence", "describe", "get_autocommit"})
+
+
+class Refused(Exception):
+    """The client broke the protocol: the connection ends."""
+
+
+@dataclass(eq=False)
+class _WsStream:
+    stream: Stream
+    # Its requests in the order they came; None closes it.
+    queue: asyncio.Queue[tuple[int, StreamRequest | None]] = field(default_factory=asyncio.Queue)
+    worker: asyncio.Task[None] | None = None
+
+
+def choose_subprotocol(offered: list[str]) -> str | None:
+    for name in SUBPROTOCOLS:
+        if name in offered:
+            return name
+    return None
+
+
+class HranaConnection:
+    """One WebSocket connection: its streams by id, its stored SQL, its one sender."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        session: Session,
+        token: bytes,
+        not_serving: Callable[[], str | None],
+    ) -> None:
+        self._socket = websocket
+        self._session = session
+        self._token = token
+        self._not_serving = not_serving  # why the POP cannot serve now, or None
+        self._authenticated = False
+        self._sqls: dict[int, str] = {}
+        self._streams: dict[int, _WsStream] = {}
+        # Every stream's worker, closing ones too: the loop keeps only weak references.
+        self._workers: set[asyncio.Task[None]] = set()
+        self._sending = asyncio.Lock()
+
+    async def serve(self) -> None:
+        try:
+            while True:
+                await self._on_message(await self._socket.receive_text())
+        except WebSocketDisconnect:
+            pass
+        except Refused as exc:
+            log.info("websocket connection refused", extra={"error": str(exc)})
+            with contextlib.suppress(Exception):
+                await self._socket.close(PROTOCOL_ERROR, str(exc)[:120])
+        finally:
+            await self._close_all()
+
+    async def _on_message(self, raw: str) -> None:
+        try:
+            message = _CLIENT_MESSAGE.validate_json(raw)
+        except ValidationError as exc:
+            raise Refused(describe_validation_error(exc)) from None
+        if isinstance(message, Hello):
+            await self._hello(message)
+        elif not self._authenticated:
+            raise Refused("a request came before a successful hello")
+        else:
+            await self._request(message.request_id, message.request)
+
+    async def _hello(self, hello: Hello) -> None:
+        if not hmac.compare_digest((hello.jwt or "").encode(), self._token):
+            error = HranaError("the hello's token is missing or wrong", "UNAUTHORIZED")
+        elif (reason := self._not_serving()) is not None:
+            error = HranaError(f"this POP is not serving yet: {reason}", "REPLICA_NOT_OPEN")
+        else:
+            self._authenticated = True
+            await self._send({"type": "hello_ok"})
+            return
+        await self._send({"type": "hello_error", "error": error.to_json()})
+        raise Refused(error.message)
+
+    async def _request(self, request_id: int, request: dict[str, Any]) -> None:
+        kind = request.get("type")
+        try:
+            if kind == "open_stream":
+                self._open_stream(_id(request, "stream_id"))
+                await self._ok(request_id, {"type": "open_stream"})
+            elif kind == "close_stream":
+                ws_stream = self._streams.pop(_id(request, "stream_id"), None)
+                if ws_stream is None:
+                    raise ProtocolError("close_stream names no open stream")
+                await ws_stream.queue.put((request_id, None))
+            elif kind == "store_sql":
+                self._store_sql(_id(request, "sql_id"), request.get("sql"))
+                await self._ok(request_id, {"type": "store_sql"})
+            elif kind == "close_sql":
+                self._sqls.pop(_id(request, "sql_id"), None)
+                await self._ok(request_id, {"type": "close_sql"})
+            elif kind in _ON_STREAM:
+                ws_stream = self._streams.get(_id(request, "stream_id"))
+                if ws_stream is None:
+                    raise ProtocolError(f"{kind} names a stream that is not open")
+                await ws_stream.queue.put((request_id, _parse(request)))
+            else:
+                raise Refused(f"unknown request type {kind!r}")
+        except (HranaError, ProtocolError) as exc:
+            await self._send(
+                {"type": "response_error", "request_id": request_id, "error": exc.to_json()}
+            )
+
+    def _open_stream(self, stream_id: int) -> None:
+        if stream_id in self._streams:
+            raise Refused(f"stream {stream_id} is already open")
+        if len(self._streams) >= MAX_STREAMS:
+            raise ProtocolError(f"a connection may hold at most {MAX_STREAMS} streams")
+        ws_stream = _WsStream(self._session.open(sqls=self._sqls))
+        ws_stream.worker = asyncio.create_task(self._run_stream(ws_stream))
+        self._workers.add(ws_stream.worker)
+        ws_stream.worker.add_done_callback(self._workers.discard)
+        self._streams[stream_id] = ws_stream
+
+    def _store_sql(self, sql_id: int, sql: Any) -> None:
+        if not isinstance(sql, str):
+            raise Refused("store_sql needs sql, a string")
+        if sql_id not in self._sqls and len(self._sqls) >= MAX_STORED_SQL:
+            raise ProtocolError(f"a connection may store at most {MAX_STORED_SQL} SQL texts")
+        self._sqls[sql_id] = sql
+
+    async def _run_stream(self, ws_stream: _WsStream) -> None:
+        while True:
+            request_id, request = await ws_stream.queue.get()
+            if request is None:
+                await self._session.close(ws_stream.stream)
+                await self._ok(request_id, {"type": "close_stream"})
+                return
+            try:
+                result, _ = await self._session.run(ws_stream.stream, request, ENDPOINT)
+            except (HranaError, ProtocolError) as exc:  # the origin ended its stream there
+                result = {"type": "error", "error": exc.to_json()}
+            if result["type"] == "ok":
+                await self._ok(request_id, result["response"])
+            else:
+                await self._send(
+                    {"type": "response_error", "request_id": request_id, "error": result["error"]}
+                )
+
+    async def _close_all(self) -> None:
+        streams, self._streams = list(self._streams.values()), {}
+        for ws_stream in streams:
+            if ws_stream.worker is not None:
+                ws_stream.worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ws_stream.worker
+            await self._session.close(ws_stream.stream)
+
+    async def _ok(self, request_id: int, response: dict[str, Any]) -> None:
+        await self._send({"type": "response_ok", "request_id": request_id, "response": response})
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        async with self._sending:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                await self._socket.send_text(orjson.dumps(message).decode())
+
+
+def _id(request: dict[str, Any], name: str) -> int:
+    value = request.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise Refused(f"{request.get('type')} needs {name}, an integer")
+    return value
+
+
+def _parse(request: dict[str, Any]) -> StreamRequest:
+    try:
+        return _STREAM_REQUEST.validate_python(request)
+    except ValidationError as exc:
+        raise Refused(describe_validation_error(exc)) from None

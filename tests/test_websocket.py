@@ -1,0 +1,155 @@
+"""Hrana over WebSocket on a POP, spoken by hand (``websockets``), against a real sqld
+origin. ``@libsql/client`` over ``ws://`` runs in tests/test_transactions.py."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from pop.devtools.processes import PopProcess, SqldServer
+from tests.conftest import SCHEMA
+from tests.helpers import running
+
+
+@pytest.fixture(scope="module")
+def sqld(sqld_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqldServer]:
+    origin = SqldServer(sqld_binary, tmp_path_factory.mktemp("ws-origin"))
+    with running(origin):
+        for sql in SCHEMA:
+            origin.execute(sql)
+        yield origin
+
+
+@pytest.fixture(scope="module")
+def pop(sqld: SqldServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PopProcess]:
+    pop = PopProcess(sqld.url, tmp_path_factory.mktemp("ws"), region="eu", engine="libsql")
+    with running(pop):
+        yield pop
+
+
+def _connect(pop: PopProcess, subprotocol: str = "hrana2") -> ClientConnection:
+    url = pop.url.replace("http://", "ws://", 1)
+    return connect(url, subprotocols=[subprotocol], open_timeout=10)  # type: ignore[list-item]
+
+
+class Hrana:
+    """A hand-driven Hrana connection: numbered requests, answers by request id."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.next_id = 0
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.ws.send(json.dumps(message))
+
+    def receive(self) -> dict[str, Any]:
+        answer: dict[str, Any] = json.loads(self.ws.recv(timeout=30))
+        return answer
+
+    def hello(self, token: str) -> dict[str, Any]:
+        self.send({"type": "hello", "jwt": token})
+        return self.receive()
+
+    def request(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.next_id += 1
+        self.send({"type": "request", "request_id": self.next_id, "request": request})
+        answer = self.receive()
+        assert answer["request_id"] == self.next_id, answer
+        return answer
+
+
+def _execute(stream_id: int, sql: str, *args: Any) -> dict[str, Any]:
+    values = [{"type": "text", "value": str(a)} for a in args]
+    return {"type": "execute", "stream_id": stream_id, "stmt": {"sql": sql, "args": values}}
+
+
+def test_a_wrong_token_gets_a_hello_error_and_the_connection_ends(pop: PopProcess) -> None:
+    with _connect(pop) as ws:
+        hrana = Hrana(ws)
+        answer = hrana.hello("not-the-token")
+        assert answer["type"] == "hello_error"
+        assert answer["error"]["code"] == "UNAUTHORIZED"
+        with pytest.raises(ConnectionClosed):
+            hrana.receive()
+
+
+def test_a_request_before_hello_ends_the_connection_as_a_protocol_error(pop: PopProcess) -> None:
+    with _connect(pop) as ws:
+        ws.send(
+            json.dumps(
+                {
+                    "type": "request",
+                    "request_id": 1,
+                    "request": {"type": "open_stream", "stream_id": 1},
+                }
+            )
+        )
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=30)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1002
+
+
+def test_an_unknown_subprotocol_is_refused(pop: PopProcess) -> None:
+    with pytest.raises((InvalidStatus, ConnectionClosed)), _connect(pop, "hrana9") as ws:
+        ws.recv(timeout=10)
+
+
+def test_streams_share_stored_sql_and_answer_in_order(pop: PopProcess) -> None:
+    with _connect(pop) as ws:
+        hrana = Hrana(ws)
+        assert hrana.hello(pop.token) == {"type": "hello_ok"}
+        for stream_id in (1, 2):
+            assert hrana.request({"type": "open_stream", "stream_id": stream_id})["type"] == (
+                "response_ok"
+            )
+        stored = {"type": "store_sql", "sql_id": 7, "sql": "INSERT INTO kv (k, v) VALUES (?, ?)"}
+        assert hrana.request(stored)["response"] == {"type": "store_sql"}
+        by_id = {
+            "type": "execute",
+            "stream_id": 2,
+            "stmt": {
+                "sql_id": 7,
+                "args": [{"type": "text", "value": "ws-stored"}, {"type": "text", "value": "1"}],
+            },
+        }
+        written = hrana.request(by_id)
+        assert written["type"] == "response_ok", written
+        assert written["response"]["result"]["affected_row_count"] == 1
+        read = hrana.request(_execute(1, "SELECT v FROM kv WHERE k = ?", "ws-stored"))
+        assert read["response"]["result"]["rows"] == [[{"type": "text", "value": "1"}]]
+        missing = hrana.request(_execute(9, "SELECT 1"))
+        assert missing["type"] == "response_error"
+        autocommit = hrana.request({"type": "get_autocommit", "stream_id": 1})
+        assert autocommit["response"] == {"type": "get_autocommit", "is_autocommit": True}
+        assert hrana.request({"type": "close_stream", "stream_id": 2})["response"] == {
+            "type": "close_stream"
+        }
+
+
+def test_a_transaction_left_open_is_rolled_back_when_the_connection_ends(
+    pop: PopProcess, sqld: SqldServer
+) -> None:
+    with _connect(pop) as ws:
+        hrana = Hrana(ws)
+        hrana.hello(pop.token)
+        hrana.request({"type": "open_stream", "stream_id": 1})
+        assert hrana.request(_execute(1, "BEGIN IMMEDIATE"))["type"] == "response_ok"
+        inserted = hrana.request(_execute(1, "INSERT INTO kv (k, v) VALUES (?, 'x')", "ws-gone"))
+        assert inserted["type"] == "response_ok", inserted
+        autocommit = hrana.request({"type": "get_autocommit", "stream_id": 1})
+        assert autocommit["response"]["is_autocommit"] is False
+    # The connection is gone without a COMMIT: the origin's write lock is free for the
+    # next writer, and nothing of the transaction stays there.
+    with _connect(pop) as ws:
+        hrana = Hrana(ws)
+        hrana.hello(pop.token)
+        hrana.request({"type": "open_stream", "stream_id": 1})
+        after = hrana.request(_execute(1, "INSERT INTO kv (k, v) VALUES (?, 'y')", "ws-after"))
+        assert after["type"] == "response_ok", after
+    counted = sqld.execute("SELECT count(*) FROM kv WHERE k IN ('ws-gone', 'ws-after')")
+    assert counted["rows"] == [[{"type": "integer", "value": "1"}]]
