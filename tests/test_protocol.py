@@ -186,7 +186,7 @@ def test_cursor(client: httpx.Client) -> None:
     entries = [json.loads(line) for line in response.text.splitlines()]
     assert set(entries[0]) == {"baton", "base_url"}
     kinds = [e["type"] for e in entries[1:]]
-    assert kinds == ["step_begin", "row", "row", "step_end", "step_error"]
+    assert kinds == ["step_begin", "row", "row", "step_end", "step_error", "replication_index"]
     assert entries[1]["cols"][0] == {"name": "name", "decltype": "TEXT"}
     assert entries[2]["row"] == [
         {"type": "text", "value": "apple"},

@@ -2,7 +2,8 @@
 
 The batch itself runs like any other (``pop.session``); this only re-encodes its answer:
 a header line with the baton, then per step ``step_begin``, its rows and ``step_end``, or
-``step_error``; or one ``error`` when the whole batch failed.
+``step_error``, and last the batch's ``replication_index`` (as sqld ends a cursor); or one
+``error`` when the whole batch failed.
 """
 
 from __future__ import annotations
@@ -32,4 +33,7 @@ def entries(baton: str | None, answer: dict[str, Any]) -> list[dict[str, Any]]:
                     "last_insert_rowid": ok["last_insert_rowid"],
                 }
             )
+    found.append(
+        {"type": "replication_index", "replication_index": result.get("replication_index")}
+    )
     return found

@@ -1,5 +1,5 @@
-"""Hrana over WebSocket on ``/``, as the libSQL server serves it (subprotocols ``hrana2``
-and ``hrana1``; ``hrana3``, whose batches come as cursors, is not offered yet).
+"""Hrana over WebSocket on ``/``, as the libSQL server serves it (subprotocols ``hrana3``,
+``hrana2`` and ``hrana1``; not ``hrana3-protobuf``).
 
 This is what ``@libsql/client`` and the other clients speak for a ``libsql://`` URL. A
 connection says ``hello`` with the POP's token, then opens streams under ids of its own
@@ -8,12 +8,14 @@ the same loop and backend as HTTP's, one at a time in the order they came, while
 streams of one connection run side by side. SQL texts stored with ``store_sql`` belong to
 the connection, shared by its streams. A WebSocket stream lives as long as its
 connection, not an idle timeout; when the connection ends, its streams are closed (any
-transaction rolled back).
+transaction rolled back). A Hrana 3 cursor is a batch run on its stream when opened,
+its entries (those of ``/v3/cursor``) then handed out in the chunks the client fetches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hmac
 import logging
@@ -26,14 +28,15 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from pop.hrana.errors import HranaError, ProtocolError
-from pop.hrana.messages import StreamRequest, describe_validation_error
+from pop.hrana.messages import Batch, BatchReq, StreamRequest, describe_validation_error
+from pop.http import cursor
 from pop.session import Session
 from pop.streams import MAX_STORED_SQL, Stream
 
 log = logging.getLogger(__name__)
 
 # The versions served, in the order the POP prefers them.
-SUBPROTOCOLS = ("hrana2", "hrana1")
+SUBPROTOCOLS = ("hrana3", "hrana2", "hrana1")
 MAX_STREAMS = 256  # per connection
 ENDPOINT = "websocket"
 PROTOCOL_ERROR = 1002  # RFC 6455 close code: the peer broke the protocol
@@ -65,12 +68,40 @@ class Refused(Exception):
     """The client broke the protocol: the connection ends."""
 
 
+@dataclass(frozen=True, slots=True)
+class _CloseStream:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _OpenCursor:
+    cursor_id: int
+    batch: Batch
+
+
+@dataclass(frozen=True, slots=True)
+class _FetchCursor:
+    cursor_id: int
+    max_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class _CloseCursor:
+    cursor_id: int
+
+
+# What a stream's worker does, request by request.
+_Work = StreamRequest | _CloseStream | _OpenCursor | _FetchCursor | _CloseCursor
+
+
 @dataclass(eq=False)
 class _WsStream:
     stream: Stream
-    # Its requests in the order they came; None closes it.
-    queue: asyncio.Queue[tuple[int, StreamRequest | None]] = field(default_factory=asyncio.Queue)
+    # Its requests in the order they came.
+    queue: asyncio.Queue[tuple[int, _Work]] = field(default_factory=asyncio.Queue)
     worker: asyncio.Task[None] | None = None
+    # Its open cursors' entries not fetched yet, by cursor id.
+    cursors: dict[int, collections.deque[dict[str, Any]]] = field(default_factory=dict)
 
 
 def choose_subprotocol(offered: list[str]) -> str | None:
@@ -97,6 +128,7 @@ class HranaConnection:
         self._authenticated = False
         self._sqls: dict[int, str] = {}
         self._streams: dict[int, _WsStream] = {}
+        self._cursors: dict[int, _WsStream] = {}  # the stream each open cursor is on
         # Every stream's worker, closing ones too: the loop keeps only weak references.
         self._workers: set[asyncio.Task[None]] = set()
         self._sending = asyncio.Lock()
@@ -147,25 +179,42 @@ class HranaConnection:
             elif kind == "close_stream":
                 ws_stream = self._streams.pop(_id(request, "stream_id"), None)
                 if ws_stream is None:
-                    raise ProtocolError("close_stream names no open stream")
-                await ws_stream.queue.put((request_id, None))
+                    raise Refused("close_stream names a stream that is not open")
+                await ws_stream.queue.put((request_id, _CloseStream()))
             elif kind == "store_sql":
                 self._store_sql(_id(request, "sql_id"), request.get("sql"))
                 await self._ok(request_id, {"type": "store_sql"})
             elif kind == "close_sql":
                 self._sqls.pop(_id(request, "sql_id"), None)
                 await self._ok(request_id, {"type": "close_sql"})
+            elif kind == "open_cursor":
+                ws_stream = self._stream_of(request, kind)
+                cursor_id = _id(request, "cursor_id")
+                if cursor_id in self._cursors:
+                    raise Refused(f"cursor {cursor_id} is already open")
+                self._cursors[cursor_id] = ws_stream
+                batch = _parse_batch(request.get("batch"))
+                await ws_stream.queue.put((request_id, _OpenCursor(cursor_id, batch)))
+            elif kind == "fetch_cursor":
+                cursor_id = _id(request, "cursor_id")
+                on = self._cursors.get(cursor_id)
+                if on is None:  # sqld ends the connection too
+                    raise Refused(f"fetch_cursor names cursor {cursor_id}, which is not open")
+                await on.queue.put((request_id, _FetchCursor(cursor_id, _id(request, "max_count"))))
+            elif kind == "close_cursor":
+                cursor_id = _id(request, "cursor_id")
+                on = self._cursors.pop(cursor_id, None)
+                if on is None:
+                    await self._ok(request_id, {"type": "close_cursor"})
+                else:
+                    await on.queue.put((request_id, _CloseCursor(cursor_id)))
             elif kind in _ON_STREAM:
-                ws_stream = self._streams.get(_id(request, "stream_id"))
-                if ws_stream is None:
-                    raise ProtocolError(f"{kind} names a stream that is not open")
+                ws_stream = self._stream_of(request, kind)
                 await ws_stream.queue.put((request_id, _parse(request)))
             else:
                 raise Refused(f"unknown request type {kind!r}")
         except (HranaError, ProtocolError) as exc:
-            await self._send(
-                {"type": "response_error", "request_id": request_id, "error": exc.to_json()}
-            )
+            await self._error(request_id, exc.to_json())
 
     def _open_stream(self, stream_id: int) -> None:
         if stream_id in self._streams:
@@ -187,21 +236,57 @@ class HranaConnection:
 
     async def _run_stream(self, ws_stream: _WsStream) -> None:
         while True:
-            request_id, request = await ws_stream.queue.get()
-            if request is None:
+            request_id, work = await ws_stream.queue.get()
+            if isinstance(work, _CloseStream):
+                for cursor_id in ws_stream.cursors:
+                    self._cursors.pop(cursor_id, None)
                 await self._session.close(ws_stream.stream)
                 await self._ok(request_id, {"type": "close_stream"})
                 return
-            try:
-                result, _ = await self._session.run(ws_stream.stream, request, ENDPOINT)
-            except (HranaError, ProtocolError) as exc:  # the origin ended its stream there
-                result = {"type": "error", "error": exc.to_json()}
-            if result["type"] == "ok":
-                await self._ok(request_id, result["response"])
-            else:
-                await self._send(
-                    {"type": "response_error", "request_id": request_id, "error": result["error"]}
+            if isinstance(work, _OpenCursor):
+                request = BatchReq(type="batch", batch=work.batch)
+                answer = await self._run(ws_stream, request)
+                # The entries /v3/cursor sends, without its header line (the baton).
+                ws_stream.cursors[work.cursor_id] = collections.deque(
+                    cursor.entries(None, answer)[1:]
                 )
+                await self._ok(request_id, {"type": "open_cursor"})
+            elif isinstance(work, _FetchCursor):
+                await self._fetch(request_id, ws_stream, work)
+            elif isinstance(work, _CloseCursor):
+                ws_stream.cursors.pop(work.cursor_id, None)
+                await self._ok(request_id, {"type": "close_cursor"})
+            else:
+                result = await self._run(ws_stream, work)
+                if result["type"] == "ok":
+                    await self._ok(request_id, result["response"])
+                else:
+                    await self._error(request_id, result["error"])
+
+    async def _run(self, ws_stream: _WsStream, request: StreamRequest) -> dict[str, Any]:
+        try:
+            result, _ = await self._session.run(ws_stream.stream, request, ENDPOINT)
+        except (HranaError, ProtocolError) as exc:  # the origin ended its stream there
+            return {"type": "error", "error": exc.to_json()}
+        return result
+
+    async def _fetch(self, request_id: int, ws_stream: _WsStream, fetch: _FetchCursor) -> None:
+        entries = ws_stream.cursors.get(fetch.cursor_id)
+        if entries is None:  # closed by an earlier request
+            error = ProtocolError(f"cursor {fetch.cursor_id} is not open")
+            await self._error(request_id, error.to_json())
+            return
+        count = min(max(fetch.max_count, 0), len(entries))
+        chunk = [entries.popleft() for _ in range(count)]
+        # As sqld: done once a fetch reaches the end before max_count entries.
+        done = count < fetch.max_count
+        await self._ok(request_id, {"type": "fetch_cursor", "entries": chunk, "done": done})
+
+    def _stream_of(self, request: dict[str, Any], kind: Any) -> _WsStream:
+        ws_stream = self._streams.get(_id(request, "stream_id"))
+        if ws_stream is None:  # sqld ends the connection too
+            raise Refused(f"{kind} names a stream that is not open")
+        return ws_stream
 
     async def _close_all(self) -> None:
         streams, self._streams = list(self._streams.values()), {}
@@ -215,6 +300,9 @@ class HranaConnection:
     async def _ok(self, request_id: int, response: dict[str, Any]) -> None:
         await self._send({"type": "response_ok", "request_id": request_id, "response": response})
 
+    async def _error(self, request_id: int, error: dict[str, Any]) -> None:
+        await self._send({"type": "response_error", "request_id": request_id, "error": error})
+
     async def _send(self, message: dict[str, Any]) -> None:
         async with self._sending:
             with contextlib.suppress(WebSocketDisconnect, RuntimeError):
@@ -226,6 +314,13 @@ def _id(request: dict[str, Any], name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise Refused(f"{request.get('type')} needs {name}, an integer")
     return value
+
+
+def _parse_batch(batch: Any) -> Batch:
+    try:
+        return Batch.model_validate(batch)
+    except ValidationError as exc:
+        raise Refused(describe_validation_error(exc)) from None
 
 
 def _parse(request: dict[str, Any]) -> StreamRequest:
