@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     stream_idle_timeout: float = Field(
         default=10.0, gt=0, description="Seconds before a quiet Hrana stream expires"
     )
+    ws_idle_timeout: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds a WebSocket connection may stay quiet, with no request in "
+        "flight, before the POP closes it (its streams closed, transactions rolled back)",
+    )
     origin_timeout: float = Field(default=15.0, gt=0, description="Seconds per origin call")
     # Limits: what one client can make this POP spend. README "Limits" lists them all.
     statement_timeout: float = Field(

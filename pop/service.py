@@ -89,4 +89,4 @@ class PopService:
     def refresh_gauges(self) -> None:
         """Values computed when scraped rather than kept up to date."""
         self.replica.refresh_gauges()
-        self.metrics.open_streams.set(len(self.session.streams))
+        self.metrics.open_streams.set(self.session.open_streams)

@@ -127,6 +127,7 @@ class Session:
         self._limits = limits
         self._metrics = metrics
         self._replica = replica
+        self._held = 0  # streams from open() not closed yet (WebSocket streams)
         self._internal_error = f"internal error in the {server}; see its log"
 
     async def pipeline(self, body: PipelineBody, endpoint: str) -> Answer:
@@ -191,6 +192,7 @@ class Session:
     def open(self, *, sqls: dict[int, str] | None = None) -> Stream:
         """A stream its caller keeps (a WebSocket's), with no baton and no idle timeout;
         ``sqls``: SQL texts it shares with others. End it with ``close``."""
+        self._held += 1
         return self.streams.open(sqls)
 
     async def run(
@@ -202,7 +204,13 @@ class Session:
 
     async def close(self, stream: Stream) -> None:
         """End a stream from ``open``: what it holds is freed, here and at the origin."""
+        self._held -= 1
         await self._release(stream)
+
+    @property
+    def open_streams(self) -> int:
+        """Streams kept open: waiting for an HTTP client's next call, or a WebSocket's."""
+        return len(self.streams) + self._held
 
     async def _release(self, stream: Stream) -> None:
         try:

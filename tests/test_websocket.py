@@ -13,7 +13,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from pop.devtools.processes import PopProcess, SqldServer
 from tests.conftest import SCHEMA
-from tests.helpers import running
+from tests.helpers import metric, running
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,14 @@ class Hrana:
         answer = self.receive()
         assert answer["request_id"] == self.next_id, answer
         return answer
+
+
+def _opened(ws: ClientConnection, pop: PopProcess) -> Hrana:
+    """A connection past hello, with stream 1 open."""
+    hrana = Hrana(ws)
+    assert hrana.hello(pop.token) == {"type": "hello_ok"}
+    assert hrana.request({"type": "open_stream", "stream_id": 1})["type"] == "response_ok"
+    return hrana
 
 
 def _execute(stream_id: int, sql: str, *args: Any) -> dict[str, Any]:
@@ -137,9 +145,7 @@ def test_a_transaction_left_open_is_rolled_back_when_the_connection_ends(
     pop: PopProcess, sqld: SqldServer
 ) -> None:
     with _connect(pop) as ws:
-        hrana = Hrana(ws)
-        hrana.hello(pop.token)
-        hrana.request({"type": "open_stream", "stream_id": 1})
+        hrana = _opened(ws, pop)
         assert hrana.request(_execute(1, "BEGIN IMMEDIATE"))["type"] == "response_ok"
         inserted = hrana.request(_execute(1, "INSERT INTO kv (k, v) VALUES (?, 'x')", "ws-gone"))
         assert inserted["type"] == "response_ok", inserted
@@ -148,9 +154,7 @@ def test_a_transaction_left_open_is_rolled_back_when_the_connection_ends(
     # The connection is gone without a COMMIT: the origin's write lock is free for the
     # next writer, and nothing of the transaction stays there.
     with _connect(pop) as ws:
-        hrana = Hrana(ws)
-        hrana.hello(pop.token)
-        hrana.request({"type": "open_stream", "stream_id": 1})
+        hrana = _opened(ws, pop)
         after = hrana.request(_execute(1, "INSERT INTO kv (k, v) VALUES (?, 'y')", "ws-after"))
         assert after["type"] == "response_ok", after
     counted = sqld.execute("SELECT count(*) FROM kv WHERE k IN ('ws-gone', 'ws-after')")
@@ -299,3 +303,48 @@ def test_the_same_messages_get_the_answers_sqld_gives(pop: PopProcess, sqld: Sql
     from_pop = _answers(pop.url.replace("http://", "ws://", 1), pop.token)
     for request, expected, got in zip(SCRIPT, from_sqld, from_pop, strict=True):
         assert got == expected, request
+
+
+@pytest.fixture(scope="module")
+def quick_pop(sqld: SqldServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PopProcess]:
+    """Closes WebSocket connections quiet for 1 s; interrupts local statements after 3 s."""
+    pop = PopProcess(
+        sqld.url,
+        tmp_path_factory.mktemp("ws-idle"),
+        region="eu",
+        engine="libsql",
+        extra_env={"WS_IDLE_TIMEOUT": "1", "STATEMENT_TIMEOUT": "3"},
+    )
+    with running(pop):
+        yield pop
+
+
+ENDLESS = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT max(i) FROM n"
+
+
+def test_a_quiet_connection_is_closed_and_its_transaction_rolled_back(
+    quick_pop: PopProcess, sqld: SqldServer
+) -> None:
+    with _connect(quick_pop) as ws:
+        hrana = _opened(ws, quick_pop)
+        hrana.request({"type": "open_stream", "stream_id": 2})
+        assert metric(quick_pop, "edgepop_open_streams") == 2
+        assert hrana.request(_execute(1, "BEGIN IMMEDIATE"))["type"] == "response_ok"
+        hrana.request(_execute(1, "INSERT INTO kv (k, v) VALUES ('ws-idle', 'x')"))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)  # nothing sent: the POP closes it after 1 s
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+    # Rolled back, and the origin's write lock is free (this would wait for it).
+    sqld.execute("INSERT INTO kv (k, v) VALUES ('ws-after-idle', 'y')")
+    gone = sqld.execute("SELECT count(*) FROM kv WHERE k = 'ws-idle'")
+    assert gone["rows"] == [[{"type": "integer", "value": "0"}]]
+    assert metric(quick_pop, "edgepop_open_streams") == 0
+
+
+def test_a_request_in_flight_keeps_a_quiet_connection_open(quick_pop: PopProcess) -> None:
+    with _connect(quick_pop) as ws:
+        hrana = _opened(ws, quick_pop)
+        endless = hrana.request(_execute(1, ENDLESS))  # 3 s, longer than the idle timeout
+        assert endless["type"] == "response_error"
+        assert endless["error"]["code"] == "SQLITE_INTERRUPT"
+        assert hrana.request(_execute(1, "SELECT 1"))["type"] == "response_ok"

@@ -151,7 +151,10 @@ def create_app(service: PopService) -> ASGIApp:
             return
         await websocket.accept(subprotocol=subprotocol)
         token = settings.proxy_auth_token.get_secret_value().encode()
-        await HranaConnection(websocket, session, token, not_serving).serve()
+        connection = HranaConnection(
+            websocket, session, token, not_serving, settings.ws_idle_timeout
+        )
+        await connection.serve()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

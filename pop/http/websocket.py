@@ -7,8 +7,9 @@ choosing. Each stream is a session stream (``pop.session``): its requests run th
 the same loop and backend as HTTP's, one at a time in the order they came, while the
 streams of one connection run side by side. SQL texts stored with ``store_sql`` belong to
 the connection, shared by its streams. A WebSocket stream lives as long as its
-connection, not an idle timeout; when the connection ends, its streams are closed (any
-transaction rolled back). A Hrana 3 cursor is a batch run on its stream when opened,
+connection; when the connection ends, its streams are closed (any transaction rolled
+back). A connection quiet for ``WS_IDLE_TIMEOUT``, with no request waiting for its
+answer, is closed. A Hrana 3 cursor is a batch run on its stream when opened,
 its entries (those of ``/v3/cursor``) then handed out in the chunks the client fetches.
 """
 
@@ -19,6 +20,7 @@ import collections
 import contextlib
 import hmac
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -39,7 +41,9 @@ log = logging.getLogger(__name__)
 SUBPROTOCOLS = ("hrana3", "hrana2", "hrana1")
 MAX_STREAMS = 256  # per connection
 ENDPOINT = "websocket"
-PROTOCOL_ERROR = 1002  # RFC 6455 close code: the peer broke the protocol
+# RFC 6455 close codes: the peer broke the protocol; a normal close (here: idle).
+PROTOCOL_ERROR = 1002
+NORMAL = 1000
 
 
 class _Message(BaseModel):
@@ -120,11 +124,16 @@ class HranaConnection:
         session: Session,
         token: bytes,
         not_serving: Callable[[], str | None],
+        idle_timeout: float,
     ) -> None:
         self._socket = websocket
         self._session = session
         self._token = token
         self._not_serving = not_serving  # why the POP cannot serve now, or None
+        self._idle_timeout = idle_timeout
+        # Quiet means no message either way and no request waiting for its answer.
+        self._last_active = time.monotonic()
+        self._in_flight = 0
         self._authenticated = False
         self._sqls: dict[int, str] = {}
         self._streams: dict[int, _WsStream] = {}
@@ -136,7 +145,18 @@ class HranaConnection:
     async def serve(self) -> None:
         try:
             while True:
-                await self._on_message(await self._socket.receive_text())
+                try:
+                    raw = await asyncio.wait_for(self._socket.receive_text(), self._idle_timeout)
+                except TimeoutError:
+                    if self._in_flight or self._quiet_for() < self._idle_timeout:
+                        continue
+                    log.info(
+                        "websocket connection idle: closed", extra={"idle_s": self._idle_timeout}
+                    )
+                    await self._socket.close(NORMAL, "idle (WS_IDLE_TIMEOUT)")
+                    return
+                self._last_active = time.monotonic()
+                await self._on_message(raw)
         except WebSocketDisconnect:
             pass
         except Refused as exc:
@@ -180,7 +200,7 @@ class HranaConnection:
                 ws_stream = self._streams.pop(_id(request, "stream_id"), None)
                 if ws_stream is None:
                     raise Refused("close_stream names a stream that is not open")
-                await ws_stream.queue.put((request_id, _CloseStream()))
+                await self._queue(ws_stream, request_id, _CloseStream())
             elif kind == "store_sql":
                 self._store_sql(_id(request, "sql_id"), request.get("sql"))
                 await self._ok(request_id, {"type": "store_sql"})
@@ -194,23 +214,25 @@ class HranaConnection:
                     raise Refused(f"cursor {cursor_id} is already open")
                 self._cursors[cursor_id] = ws_stream
                 batch = _parse_batch(request.get("batch"))
-                await ws_stream.queue.put((request_id, _OpenCursor(cursor_id, batch)))
+                await self._queue(ws_stream, request_id, _OpenCursor(cursor_id, batch))
             elif kind == "fetch_cursor":
                 cursor_id = _id(request, "cursor_id")
                 on = self._cursors.get(cursor_id)
                 if on is None:  # sqld ends the connection too
                     raise Refused(f"fetch_cursor names cursor {cursor_id}, which is not open")
-                await on.queue.put((request_id, _FetchCursor(cursor_id, _id(request, "max_count"))))
+                await self._queue(
+                    on, request_id, _FetchCursor(cursor_id, _id(request, "max_count"))
+                )
             elif kind == "close_cursor":
                 cursor_id = _id(request, "cursor_id")
                 on = self._cursors.pop(cursor_id, None)
                 if on is None:
                     await self._ok(request_id, {"type": "close_cursor"})
                 else:
-                    await on.queue.put((request_id, _CloseCursor(cursor_id)))
+                    await self._queue(on, request_id, _CloseCursor(cursor_id))
             elif kind in _ON_STREAM:
                 ws_stream = self._stream_of(request, kind)
-                await ws_stream.queue.put((request_id, _parse(request)))
+                await self._queue(ws_stream, request_id, _parse(request))
             else:
                 raise Refused(f"unknown request type {kind!r}")
         except (HranaError, ProtocolError) as exc:
@@ -235,33 +257,41 @@ class HranaConnection:
         self._sqls[sql_id] = sql
 
     async def _run_stream(self, ws_stream: _WsStream) -> None:
+        """The stream's worker: its requests, one at a time, until it is closed."""
         while True:
             request_id, work = await ws_stream.queue.get()
-            if isinstance(work, _CloseStream):
-                for cursor_id in ws_stream.cursors:
-                    self._cursors.pop(cursor_id, None)
-                await self._session.close(ws_stream.stream)
-                await self._ok(request_id, {"type": "close_stream"})
-                return
-            if isinstance(work, _OpenCursor):
-                request = BatchReq(type="batch", batch=work.batch)
-                answer = await self._run(ws_stream, request)
-                # The entries /v3/cursor sends, without its header line (the baton).
-                ws_stream.cursors[work.cursor_id] = collections.deque(
-                    cursor.entries(None, answer)[1:]
-                )
-                await self._ok(request_id, {"type": "open_cursor"})
-            elif isinstance(work, _FetchCursor):
-                await self._fetch(request_id, ws_stream, work)
-            elif isinstance(work, _CloseCursor):
-                ws_stream.cursors.pop(work.cursor_id, None)
-                await self._ok(request_id, {"type": "close_cursor"})
+            try:
+                if not await self._answer(ws_stream, request_id, work):
+                    return
+            finally:
+                self._in_flight -= 1
+
+    async def _answer(self, ws_stream: _WsStream, request_id: int, work: _Work) -> bool:
+        """Do one request and answer it; False once the stream is closed."""
+        if isinstance(work, _CloseStream):
+            for cursor_id in ws_stream.cursors:
+                self._cursors.pop(cursor_id, None)
+            await self._session.close(ws_stream.stream)
+            await self._ok(request_id, {"type": "close_stream"})
+            return False
+        if isinstance(work, _OpenCursor):
+            request = BatchReq(type="batch", batch=work.batch)
+            answer = await self._run(ws_stream, request)
+            # The entries /v3/cursor sends, without its header line (the baton).
+            ws_stream.cursors[work.cursor_id] = collections.deque(cursor.entries(None, answer)[1:])
+            await self._ok(request_id, {"type": "open_cursor"})
+        elif isinstance(work, _FetchCursor):
+            await self._fetch(request_id, ws_stream, work)
+        elif isinstance(work, _CloseCursor):
+            ws_stream.cursors.pop(work.cursor_id, None)
+            await self._ok(request_id, {"type": "close_cursor"})
+        else:
+            result = await self._run(ws_stream, work)
+            if result["type"] == "ok":
+                await self._ok(request_id, result["response"])
             else:
-                result = await self._run(ws_stream, work)
-                if result["type"] == "ok":
-                    await self._ok(request_id, result["response"])
-                else:
-                    await self._error(request_id, result["error"])
+                await self._error(request_id, result["error"])
+        return True
 
     async def _run(self, ws_stream: _WsStream, request: StreamRequest) -> dict[str, Any]:
         try:
@@ -303,7 +333,15 @@ class HranaConnection:
     async def _error(self, request_id: int, error: dict[str, Any]) -> None:
         await self._send({"type": "response_error", "request_id": request_id, "error": error})
 
+    def _quiet_for(self) -> float:
+        return time.monotonic() - self._last_active
+
+    async def _queue(self, ws_stream: _WsStream, request_id: int, work: _Work) -> None:
+        self._in_flight += 1  # until its answer is sent (see _run_stream)
+        await ws_stream.queue.put((request_id, work))
+
     async def _send(self, message: dict[str, Any]) -> None:
+        self._last_active = time.monotonic()
         async with self._sending:
             with contextlib.suppress(WebSocketDisconnect, RuntimeError):
                 await self._socket.send_text(orjson.dumps(message).decode())
