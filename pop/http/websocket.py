@@ -200,6 +200,9 @@ class HranaConnection:
                 ws_stream = self._streams.pop(_id(request, "stream_id"), None)
                 if ws_stream is None:
                     raise Refused("close_stream names a stream that is not open")
+                # Its cursors end with it: a later fetch is refused here, never queued
+                # behind the close where no worker would answer it.
+                self._cursors = {c: on for c, on in self._cursors.items() if on is not ws_stream}
                 await self._queue(ws_stream, request_id, _CloseStream())
             elif kind == "store_sql":
                 self._store_sql(_id(request, "sql_id"), request.get("sql"))
@@ -269,8 +272,6 @@ class HranaConnection:
     async def _answer(self, ws_stream: _WsStream, request_id: int, work: _Work) -> bool:
         """Do one request and answer it; False once the stream is closed."""
         if isinstance(work, _CloseStream):
-            for cursor_id in ws_stream.cursors:
-                self._cursors.pop(cursor_id, None)
             await self._session.close(ws_stream.stream)
             await self._ok(request_id, {"type": "close_stream"})
             return False
@@ -301,11 +302,8 @@ class HranaConnection:
         return result
 
     async def _fetch(self, request_id: int, ws_stream: _WsStream, fetch: _FetchCursor) -> None:
-        entries = ws_stream.cursors.get(fetch.cursor_id)
-        if entries is None:  # closed by an earlier request
-            error = ProtocolError(f"cursor {fetch.cursor_id} is not open")
-            await self._error(request_id, error.to_json())
-            return
+        # Queued only while its cursor is open, behind the open and before any close.
+        entries = ws_stream.cursors[fetch.cursor_id]
         count = min(max(fetch.max_count, 0), len(entries))
         chunk = [entries.popleft() for _ in range(count)]
         # As sqld: done once a fetch reaches the end before max_count entries.
