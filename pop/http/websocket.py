@@ -9,7 +9,8 @@ streams of one connection run side by side. SQL texts stored with ``store_sql`` 
 the connection, shared by its streams. A WebSocket stream lives as long as its
 connection; when the connection ends, its streams are closed (any transaction rolled
 back). A connection quiet for ``WS_IDLE_TIMEOUT``, with no request waiting for its
-answer, is closed. A Hrana 3 cursor is a batch run on its stream when opened,
+answer, is closed. At ``MAX_WAITING_REQUESTS`` unanswered requests the connection is not
+read until one is answered. A Hrana 3 cursor is a batch run on its stream when opened,
 its entries (those of ``/v3/cursor``) then handed out in the chunks the client fetches.
 """
 
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 # The versions served, in the order the POP prefers them.
 SUBPROTOCOLS = ("hrana3", "hrana2", "hrana1")
 MAX_STREAMS = 256  # per connection
+# Requests read but not yet answered, per connection. At the bound the POP stops reading
+# the socket until one is answered: the client waits (TCP backpressure), nothing is
+# refused, and what a connection can hold in memory is bounded.
+MAX_WAITING_REQUESTS = 128
 ENDPOINT = "websocket"
 # RFC 6455 close codes: the peer broke the protocol; a normal close (here: idle).
 PROTOCOL_ERROR = 1002
@@ -134,6 +139,7 @@ class HranaConnection:
         # Quiet means no message either way and no request waiting for its answer.
         self._last_active = time.monotonic()
         self._in_flight = 0
+        self._room = asyncio.Semaphore(MAX_WAITING_REQUESTS)
         self._authenticated = False
         self._sqls: dict[int, str] = {}
         self._streams: dict[int, _WsStream] = {}
@@ -268,6 +274,7 @@ class HranaConnection:
                     return
             finally:
                 self._in_flight -= 1
+                self._room.release()
 
     async def _answer(self, ws_stream: _WsStream, request_id: int, work: _Work) -> bool:
         """Do one request and answer it; False once the stream is closed."""
@@ -335,8 +342,10 @@ class HranaConnection:
         return time.monotonic() - self._last_active
 
     async def _queue(self, ws_stream: _WsStream, request_id: int, work: _Work) -> None:
+        # Called from the reading loop: waiting for room here is what stops the reading.
+        await self._room.acquire()
         self._in_flight += 1  # until its answer is sent (see _run_stream)
-        await ws_stream.queue.put((request_id, work))
+        ws_stream.queue.put_nowait((request_id, work))
 
     async def _send(self, message: dict[str, Any]) -> None:
         self._last_active = time.monotonic()
