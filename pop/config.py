@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Literal
@@ -19,6 +20,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Named here, where they are settings; pop.contract exports them to the operator.
 Engine = Literal["libsql", "turso"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+# A host name: a baton names its POP with one, so it must never carry a port, path or
+# credentials into PEER_URL_TEMPLATE.
+PEER_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 ORIGIN_SCHEMES = {"libsql": "https", "https": "https", "http": "http", "wss": "https", "ws": "http"}
 
 
@@ -66,6 +70,20 @@ class Settings(BaseSettings):
     pop_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         description="This POP's name in sync messages and logs",
+    )
+    peer_name: str = Field(
+        default_factory=socket.gethostname,
+        description="How the region's other POPs reach this one: written into its batons, "
+        "it fills {peer} in PEER_URL_TEMPLATE (the pod's name under Kubernetes)",
+    )
+    peer_url_template: str | None = Field(
+        default=None,
+        description="Base URL of a POP of this region, {peer} standing for its PEER_NAME; "
+        "HTTP stream calls whose baton names another POP are passed on there (unset: "
+        "one POP per region, nothing passed on)",
+    )
+    peer_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds one stream call passed on to a peer may take"
     )
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     stream_idle_timeout: float = Field(
@@ -125,6 +143,28 @@ class Settings(BaseSettings):
     @classmethod
     def _lowercase_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("peer_name")
+    @classmethod
+    def _host_name(cls, value: str) -> str:
+        if not PEER_NAME.fullmatch(value):
+            raise ValueError("must be a host name (letters, digits, '.' and '-')")
+        return value
+
+    @field_validator("peer_url_template")
+    @classmethod
+    def _peer_template(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if "{peer}" not in value:
+            raise ValueError("must contain {peer}, where a POP's PEER_NAME goes")
+        parts = urlsplit(value.replace("{peer}", "peer"))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL, e.g. http://{peer}:3000")
+        if parts.path or parts.query or parts.username:
+            raise ValueError("must be a base URL: no path, query or credentials")
+        return value
 
     @field_validator("turso_database_url")
     @classmethod

@@ -101,6 +101,13 @@ class PopMetrics:
         self.open_streams = Gauge(
             "edgepop_open_streams", "Hrana streams currently kept open", registry=r
         )
+        self.peer_calls = Counter(
+            "edgepop_peer_calls_total",
+            "HTTP stream calls passed on to the POP of the region holding the stream, by "
+            "endpoint and outcome",
+            ["endpoint", "outcome"],
+            registry=r,
+        )
         self._request_counters: dict[tuple[str, str, str, str], Any] = {}
 
     def count_request(self, endpoint: str, request_type: str, route: str, outcome: str) -> None:

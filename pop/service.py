@@ -61,6 +61,7 @@ class PopService:
             idle_timeout=settings.stream_idle_timeout,
             server="POP",
             replica=self.replica,
+            owner=settings.peer_name,
         )
         self.watchdog = LoopWatchdog(settings.watchdog_timeout)
         self.metrics.info.info(

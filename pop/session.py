@@ -120,10 +120,12 @@ class Session:
         idle_timeout: float,
         server: str,
         replica: ReplicaFreshness | None = None,
+        owner: str | None = None,
     ) -> None:
-        """``replica``: the replica to keep fresh after writes (none for the gateway)."""
+        """``replica``: the replica to keep fresh after writes (none for the gateway);
+        ``owner``: this server's name in its batons (``pop.streams.baton_owner``)."""
         self._backend = backend
-        self.streams = StreamRegistry(idle_timeout, on_expire=self._expire)
+        self.streams = StreamRegistry(idle_timeout, on_expire=self._expire, owner=owner)
         self._limits = limits
         self._metrics = metrics
         self._replica = replica

@@ -4,6 +4,9 @@ A baton names a stream. Each answer carries a fresh baton and the one just used 
 working, so a replayed or concurrent baton is refused instead of silently interleaving
 two callers on one transaction. Streams that stay quiet past the idle timeout expire:
 their local transaction is rolled back and their origin stream closed.
+
+A baton ends with ``@`` and the name of the POP holding its stream, so that another POP
+of the region can pass the call on to it (``pop.http.peers``).
 """
 
 from __future__ import annotations
@@ -89,9 +92,25 @@ class Stream:
             raise ProtocolError(f"sql_id {sql_id} was not stored on this stream") from None
 
 
+OWNER_MARK = "@"
+
+
+def baton_owner(baton: str) -> str | None:
+    """The name of the POP a baton says holds its stream, if it names one."""
+    _, mark, owner = baton.rpartition(OWNER_MARK)
+    return owner if mark else None
+
+
 class StreamRegistry:
-    def __init__(self, idle_timeout: float, on_expire: Callable[[Stream], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        idle_timeout: float,
+        on_expire: Callable[[Stream], Awaitable[None]],
+        owner: str | None = None,
+    ) -> None:
+        """``owner``: the name each baton ends with (``baton_owner``), if any."""
         self.idle_timeout = idle_timeout
+        self._owner_suffix = f"{OWNER_MARK}{owner}" if owner else ""
         self._on_expire = on_expire
         self._by_baton: dict[str, Stream] = {}
         self._ids = itertools.count(1)
@@ -119,7 +138,7 @@ class StreamRegistry:
 
     def park(self, stream: Stream) -> str:
         """Keep the stream for the client's next call; returns the baton naming it."""
-        baton = f"{stream.id}.{secrets.token_urlsafe(18)}"
+        baton = f"{stream.id}.{secrets.token_urlsafe(18)}{self._owner_suffix}"
         stream.touch()
         self._by_baton[baton] = stream
         return baton

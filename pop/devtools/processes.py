@@ -237,6 +237,7 @@ class PopProcess(ManagedProcess):
         token: str | None = None,
         engine: str = "turso",
         port: int | None = None,
+        host: str = "127.0.0.1",
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
         port = port or free_port()
@@ -250,7 +251,7 @@ class PopProcess(ManagedProcess):
             "REPLICA_ENGINE": engine,
             "DB_FILEPATH": str(self.replica_path),
             "PORT": str(port),
-            "HOST": "127.0.0.1",
+            "HOST": host,
             "REGION": region,
             **(extra_env or {}),
         }
@@ -260,6 +261,7 @@ class PopProcess(ManagedProcess):
             workdir / f"pop-{region}.log",
             env,
             port,
+            host,
         )
 
     def client(self) -> httpx.Client:

@@ -26,7 +26,8 @@ from pop import __version__
 from pop.contract import HEALTH_PATH, METRICS_PATH, READY_PATH
 from pop.hrana.messages import BatchReq, CursorBody, LegacyBody, PipelineBody, parse_body
 from pop.http import cursor, legacy
-from pop.http.endpoint import JSON, TEXT, DataEndpoint, Reply
+from pop.http.endpoint import JSON, TEXT, Call, DataEndpoint, Reply
+from pop.http.peers import Peers
 from pop.http.websocket import HranaConnection, choose_subprotocol
 from pop.service import PopService
 
@@ -64,25 +65,38 @@ def create_app(service: PopService) -> ASGIApp:
 
     session = service.session
 
-    async def pipeline_endpoint(raw: bytes, endpoint: str) -> tuple[Reply, str]:
-        answer = await session.pipeline(parse_body(PipelineBody, raw), endpoint)
+    peers = Peers(
+        settings.peer_name,
+        settings.peer_url_template,
+        settings.proxy_auth_token.get_secret_value(),
+        settings.peer_timeout,
+        service.metrics,
+    )
+
+    async def pipeline_endpoint(call: Call) -> tuple[Reply, str]:
+        body = parse_body(PipelineBody, call.body)
+        if (holder := peers.holder(body.baton, call)) is not None:
+            return await peers.forward(holder, call), "peer"
+        answer = await session.pipeline(body, call.endpoint)
         return (orjson.dumps(answer.body), 200, JSON), answer.route.value
 
-    async def cursor_endpoint(raw: bytes, endpoint: str) -> tuple[Reply, str]:
-        body = parse_body(CursorBody, raw)
+    async def cursor_endpoint(call: Call) -> tuple[Reply, str]:
+        body = parse_body(CursorBody, call.body)
+        if (holder := peers.holder(body.baton, call)) is not None:
+            return await peers.forward(holder, call), "peer"
         request = BatchReq(type="batch", batch=body.batch)
-        baton, answer, route = await session.one(body.baton, request, endpoint)
+        baton, answer, route = await session.one(body.baton, request, call.endpoint)
         lines = b"".join(orjson.dumps(entry) + b"\n" for entry in cursor.entries(baton, answer))
         return (lines, 200, TEXT), route.value
 
-    async def legacy_endpoint(raw: bytes, endpoint: str) -> tuple[Reply, str]:
+    async def legacy_endpoint(call: Call) -> tuple[Reply, str]:
         """The original ``POST /`` API, as sqld answers it (see ``pop.http.legacy``)."""
-        plan = legacy.plan(parse_body(LegacyBody, raw), service.inspector.inspect)
+        plan = legacy.plan(parse_body(LegacyBody, call.body), service.inspector.inspect)
         request = BatchReq(type="batch", batch=plan.batch)
-        _, answer, route = await session.one(None, request, endpoint, keep=False)
+        _, answer, route = await session.one(None, request, call.endpoint, keep=False)
         return (orjson.dumps(legacy.answer(plan, answer)), 200, JSON), route.value
 
-    async def sync(_: bytes, __: str) -> tuple[Reply, str]:
+    async def sync(_: Call) -> tuple[Reply, str]:
         outcome = await service.replica.sync("api")
         body = {
             "ok": outcome.ok,
@@ -94,7 +108,7 @@ def create_app(service: PopService) -> ASGIApp:
         return (orjson.dumps(body), 200 if outcome.ok else 502, JSON), "none"
 
     data = {
-        path: DataEndpoint(service, endpoint, handler, expected)
+        path: DataEndpoint(service, path, endpoint, handler, expected)
         for path, endpoint, handler in (
             ("/v2/pipeline", "v2_pipeline", pipeline_endpoint),
             ("/v3/pipeline", "v3_pipeline", pipeline_endpoint),
@@ -163,6 +177,7 @@ def create_app(service: PopService) -> ASGIApp:
             yield
         finally:
             await service.stop()
+            await peers.aclose()
 
     starlette = Starlette(
         routes=[

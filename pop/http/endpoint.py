@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import orjson
 from starlette.requests import ClientDisconnect
@@ -21,9 +22,24 @@ from pop.service import PopService
 
 # What a data endpoint answers: body, status and content type.
 Reply = tuple[bytes, int, bytes]
-# A data endpoint: answers a request body for the endpoint it is mounted as, saying where
-# (local, origin, none) the answer came from.
-DataHandler = Callable[[bytes, str], Awaitable[tuple[Reply, str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call to a data endpoint: its body, the endpoint and path it came to, and the
+    POP of the region that passed it on (``None``: it came from a client)."""
+
+    body: bytes
+    endpoint: str
+    path: str
+    forwarded_by: str | None = None
+
+
+# A data endpoint: answers a call, saying where (local, origin, peer, none) the answer
+# came from.
+DataHandler = Callable[[Call], Awaitable[tuple[Reply, str]]]
+# Passed on by another POP of the region (pop.http.peers), with that POP's name.
+FORWARDED_HEADER = b"x-edge-pop-forwarded-by"
 
 JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
@@ -33,16 +49,22 @@ class DataEndpoint:
     """One data endpoint as a bare ASGI app (see the module's docstring)."""
 
     def __init__(
-        self, service: PopService, endpoint: str, handler: DataHandler, expected: bytes
+        self,
+        service: PopService,
+        path: str,
+        endpoint: str,
+        handler: DataHandler,
+        expected: bytes,
     ) -> None:
         self._service = service
+        self._path = path
         self._endpoint = endpoint
         self._handler = handler
         self._expected = expected
         self._limit = service.settings.max_body_bytes
         self._latency = {
             route: service.metrics.http_request_duration.labels(endpoint, route)
-            for route in ("local", "origin", "none")
+            for route in ("local", "origin", "peer", "none")
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -63,9 +85,9 @@ class DataEndpoint:
                     status=503,
                 )
             body = await _read_body(scope, receive, self._limit)
-            reply, route = await _cancelled_on_disconnect(
-                self._handler(body, self._endpoint), receive
-            )
+            forwarded_by = _header(scope, FORWARDED_HEADER)
+            call = Call(body, self._endpoint, self._path, forwarded_by)
+            reply, route = await _cancelled_on_disconnect(self._handler(call), receive)
         except ClientDisconnect:
             return  # nobody to answer; the request's local work was interrupted
         except ProtocolError as exc:

@@ -79,6 +79,25 @@ const scenarios = {
     const after = plainRows(await client.execute({ sql: "SELECT k FROM kv WHERE k LIKE ? ORDER BY k", args: [`${arg}-%`] }));
     return { inside, after };
   },
+  // ARG "prefix:N": N write transactions of three calls each; every third rolled back.
+  async transactionLoop() {
+    const [prefix, n] = arg.split(":");
+    const committed = [];
+    const seenInside = [];
+    for (let i = 0; i < Number(n); i++) {
+      const tx = await client.transaction("write");
+      await tx.execute({ sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: [`${prefix}-${i}`, String(i)] });
+      seenInside.push(String((await tx.execute({ sql: "SELECT count(*) FROM kv WHERE k = ?", args: [`${prefix}-${i}`] })).rows[0][0]));
+      if (i % 3 === 2) {
+        await tx.rollback();
+      } else {
+        await tx.commit();
+        committed.push(`${prefix}-${i}`);
+      }
+    }
+    const after = plainRows(await client.execute({ sql: "SELECT k FROM kv WHERE k LIKE ? ORDER BY k", args: [`${prefix}-%`] }));
+    return { committed, seenInside, after: after.map((row) => row[0]) };
+  },
   async writeTransactionRollback() {
     const tx = await client.transaction("write");
     await tx.execute({ sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: [`${arg}-rb`, "1"] });

@@ -68,3 +68,15 @@ def test_a_pop_serves_what_the_operator_probes_and_scrapes(pop: PopProcess) -> N
     lag = parse_lag(page.text)  # the operator's own parser, on a real POP's page
     assert lag is not None, f"{LAG_METRIC} missing from the POP's {METRICS_PATH}"
     assert 0 <= lag < 120
+
+
+def test_the_region_s_pops_reach_each_other_by_pod_name_under_the_headless_service() -> None:
+    spec = example_spec()
+    settings, _ = _pop_settings(spec)
+    sts = stateful_set(OWNER, spec, spec.regions[0])
+    pod = f"{sts['metadata']['name']}-0"  # a StatefulSet pod's name, its host name
+    assert settings.peer_url_template is not None
+    peer = httpx.URL(settings.peer_url_template.replace("{peer}", pod))
+    service, namespace = sts["spec"]["serviceName"], sts["metadata"]["namespace"]
+    assert peer.host == f"{pod}.{service}.{namespace}.svc"
+    assert peer.port == settings.port

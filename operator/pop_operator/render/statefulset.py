@@ -46,7 +46,7 @@ def _secret(name: str, ref: SecretKeyRef) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
 
 
-def pop_env(spec: EdgePopSpec, region: Region) -> list[dict[str, Any]]:
+def pop_env(owner: Owner, spec: EdgePopSpec, region: Region) -> list[dict[str, Any]]:
     """The POP's environment. Secrets are referenced, never copied."""
     env = [_value(env_name("turso_database_url"), spec.origin.url)]
     if spec.origin.auth_token_secret_ref is not None:
@@ -66,8 +66,16 @@ def pop_env(spec: EdgePopSpec, region: Region) -> list[dict[str, Any]]:
         _value(env_name("port"), str(POP_PORT)),
         _value(env_name("region"), region.name),
         _value(env_name("log_level"), spec.log_level),
+        # A POP's PEER_NAME is its host name, the pod's name: under the headless Service
+        # that names the pod, so the region's POPs reach the one holding a stream.
+        _value(env_name("peer_url_template"), peer_url_template(owner, region)),
     ]
     return env
+
+
+def peer_url_template(owner: Owner, region: Region) -> str:
+    headless = headless_name(owner, region.name)
+    return f"http://{{peer}}.{headless}.{owner.namespace}.svc:{POP_PORT}"
 
 
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
@@ -79,14 +87,14 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def _container(spec: EdgePopSpec, region: Region) -> dict[str, Any]:
+def _container(owner: Owner, spec: EdgePopSpec, region: Region) -> dict[str, Any]:
     resources = region.resources.model_dump(exclude_defaults=True)
     return {
         "name": "pop",
         "image": spec.image,
         "imagePullPolicy": spec.image_pull_policy,
         "ports": [{"name": PORT_NAME, "containerPort": POP_PORT, "protocol": "TCP"}],
-        "env": pop_env(spec, region),
+        "env": pop_env(owner, spec, region),
         "livenessProbe": _probe(HEALTH_PATH, period=10, failures=3),
         # Ready only once the replica is open and has synced: the first sync can be long.
         "readinessProbe": _probe(READY_PATH, period=5, failures=2),
@@ -138,7 +146,7 @@ def stateful_set(
         annotations.update(scrape_annotations())
     pod_spec: dict[str, Any] = {
         "securityContext": pod_security_context(),
-        "containers": [_container(spec, region)],
+        "containers": [_container(owner, spec, region)],
         "volumes": [{"name": TMP_VOLUME, "emptyDir": {}}],
         "affinity": _anti_affinity(owner, region),
         "terminationGracePeriodSeconds": 30,
