@@ -1,6 +1,7 @@
 // Drives a POP with the real @libsql/client and prints what happened as JSON.
 // Usage: node driver.mjs SCENARIO URL TOKEN [ARG]
 // Each scenario returns plain data; the Python tests assert on it.
+import { createHash } from "node:crypto";
 import { createClient } from "@libsql/client";
 
 const [scenario, url, authToken, arg] = process.argv.slice(2);
@@ -185,6 +186,51 @@ const scenarios = {
       }
     }
     out.count = String((await client.execute(`SELECT count(*) FROM ${t}`)).rows[0][0]);
+    return out;
+  },
+  // The shared client scenario (tests/clients/scenario.py says what and in which form);
+  // ARG: the table.
+  async shared() {
+    const t = arg;
+    const canon = (v) => {
+      if (v === null || typeof v === "string") return v;
+      if (typeof v === "bigint") return v.toString();
+      if (typeof v === "number") return String(v);
+      if (v instanceof ArrayBuffer) return `x'${Buffer.from(v).toString("hex")}'`;
+      throw new Error(`unexpected value ${v}`);
+    };
+    const select = async (q, sql) => (await q.execute(sql)).rows.map((row) => Array.from(row).map(canon));
+    const count = `SELECT count(*) FROM ${t}`;
+    const out = {};
+    await client.execute(`DROP TABLE IF EXISTS ${t}`);
+    await client.execute(`CREATE TABLE ${t} (id INTEGER PRIMARY KEY, i INTEGER, f REAL, s TEXT, b BLOB)`);
+    await client.execute(`INSERT INTO ${t} VALUES (1, 9223372036854775807, 3.25, 'héllo ✓ 日本', x'0001ff'), (2, -9223372036854775808, -0.5, '', x''), (3, NULL, NULL, NULL, NULL)`);
+    const insert = `INSERT INTO ${t} (id, i, f, s, b) VALUES (?, ?, ?, ?, ?)`;
+    await client.execute({ sql: insert, args: [4, 42, 0.125, "param ✓", new Uint8Array([0, 255])] });
+    await client.execute({ sql: insert, args: [5, null, null, null, null] });
+    out.rows = await select(client, `SELECT id, i, f, s, b, typeof(b) FROM ${t} ORDER BY id`);
+    // The client's batch: several statements in one call.
+    await client.batch([`INSERT INTO ${t} (id, s) VALUES (6, 'six')`, `INSERT INTO ${t} (id, s) VALUES (7, 'seven')`], "write");
+    out.afterBatch = (await select(client, count))[0][0];
+    try {
+      await client.execute(`INSERT INTO ${t} (id) VALUES (1)`);
+      out.constraint = "no error";
+      out.constraintMessage = null;
+    } catch (e) {
+      out.constraint = e.code === "SQLITE_CONSTRAINT" ? "SQLITE_CONSTRAINT" : `${e.code}: ${e.message}`;
+      out.constraintMessage = e.message;
+    }
+    for (const [name, id, commit] of [["txCommit", 8, true], ["txRollback", 9, false]]) {
+      const tx = await client.transaction("write");
+      await tx.execute(`INSERT INTO ${t} (id, s) VALUES (${id}, 'in a transaction')`);
+      const inside = (await select(tx, count))[0][0];
+      await (commit ? tx.commit() : tx.rollback());
+      out[name] = { inside, after: (await select(client, count))[0][0] };
+    }
+    const big = await select(client, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000) SELECT x, x * x, 'row ' || x FROM c");
+    const digest = createHash("sha256");
+    for (const row of big) digest.update(JSON.stringify(row) + "\n");
+    out.big = { count: big.length, last: big[big.length - 1], sha256: digest.digest("hex") };
     return out;
   },
   async executeRead() {
