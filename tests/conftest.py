@@ -98,8 +98,11 @@ def node_client(node_binary: str) -> Callable[..., Any]:
     node = node_binary
 
     def run(scenario: str, pop: PopProcess, arg: str = "", *, scheme: str = "http") -> Any:
-        """``scheme="ws"``: the client speaks Hrana over WebSocket, as for libsql:// URLs."""
+        """``scheme="ws"``: Hrana over WebSocket; ``"libsql"``: a ``libsql://…?tls=0`` URL,
+        as a Turso user writes it but for TLS (on Node.js the client speaks HTTP for it)."""
         url = pop.url.replace("http://", f"{scheme}://", 1)
+        if scheme == "libsql":
+            url += "?tls=0"
         done = subprocess.run(
             [node, str(JS_DIR / "driver.mjs"), scenario, url, pop.token, arg],
             capture_output=True,

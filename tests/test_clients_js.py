@@ -1,20 +1,43 @@
-"""``@libsql/client`` (npm, the client most Turso users have) against a POP.
+"""``@libsql/client`` (npm, the client most Turso users have) against a POP, each test
+three times: ``http://``, ``ws://`` and the URL a Turso user writes, ``libsql://`` (here
+with ``?tls=0``). On Node.js, 0.18 speaks Hrana over HTTP for ``libsql://``
+(``expandConfig(config, preferHttp=true)``), over WebSocket only for ``ws://``/``wss://``.
 
 Origin: a real ``tursodb --sync-server``; POP: ``edge-pop serve`` with the turso engine.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from pop.devtools.processes import PopProcess, TursodbOrigin
+from tests.helpers import metric
 
 NodeClient = Callable[..., Any]
 
 
-def test_every_value_type_round_trips_exactly(node_client: NodeClient, pop: PopProcess) -> None:
+@pytest.fixture(params=["http", "ws", "libsql"])
+def scheme(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def node_client(node_client: NodeClient, scheme: str) -> NodeClient:
+    """The session's runner, speaking over ``scheme``."""
+    return functools.partial(node_client, scheme=scheme)
+
+
+def test_every_value_type_round_trips_exactly(
+    node_client: NodeClient, pop: PopProcess, scheme: str
+) -> None:
+    over_websocket = metric(pop, "edgepop_requests_total", endpoint="websocket")
     result = node_client("values", pop)
+    used_websocket = metric(pop, "edgepop_requests_total", endpoint="websocket") > over_websocket
+    assert used_websocket == (scheme == "ws")
     assert result["rowsAffected"] == 1
     assert result["columns"] == ["i", "f", "t", "b", "n", "typeof(b)"]
     assert result["columnTypes"][:4] == ["INTEGER", "REAL", "TEXT", "BLOB"]
@@ -30,8 +53,10 @@ def test_every_value_type_round_trips_exactly(node_client: NodeClient, pop: PopP
     assert second == ["-9223372036854775808", -0.5, "", [], None, "blob"]
 
 
-def test_batch_modes(node_client: NodeClient, pop: PopProcess, origin: TursodbOrigin) -> None:
-    result = node_client("batchModes", pop)
+def test_batch_modes(
+    node_client: NodeClient, pop: PopProcess, origin: TursodbOrigin, scheme: str
+) -> None:
+    result = node_client("batchModes", pop, scheme)
     assert result["write"] == [1, 1]
     assert result["read"] == [[["2"]], [["2"]]]
     assert result["deferredRead"] == [[["1"]]]
@@ -42,7 +67,7 @@ def test_batch_modes(node_client: NodeClient, pop: PopProcess, origin: TursodbOr
     # A failing write batch is rolled back whole: bw3 was inserted before the duplicate.
     assert result["atomicFailure"]["code"] == "SQLITE_CONSTRAINT"
     assert result["afterFailure"] == [["0"]]
-    at_origin = origin.execute("SELECT v FROM kv WHERE k = 'bw2'")
+    at_origin = origin.execute(f"SELECT v FROM kv WHERE k = '{scheme}-bw2'")
     assert at_origin["rows"] == [[{"type": "text", "value": "22"}]]
 
 
@@ -82,25 +107,25 @@ def test_interactive_write_transaction_is_refused_clearly_by_a_streamless_origin
 
 
 def test_execute_multiple_as_the_clients_own_tests_run_it(
-    node_client: NodeClient, pop: PopProcess, origin: TursodbOrigin
+    node_client: NodeClient, pop: PopProcess, origin: TursodbOrigin, scheme: str
 ) -> None:
     """Once, DROP/CREATE/INSERT in one script was acknowledged and the INSERT never ran."""
-    result = node_client("executeMultiple", pop, "js")
+    result = node_client("executeMultiple", pop, f"js_{scheme}")
     assert result["multiple"] == "15"
     assert result["errorStops"] != "no error"
     assert result["afterErrorStops"] == "7"
     assert result["manualTransaction"] == "31"
     assert result["errorRollsBack"] != "no error"
     assert result["afterRollback"] == "0"
-    at_origin = origin.execute("SELECT SUM(a) FROM em_js")["rows"]
+    at_origin = origin.execute(f"SELECT SUM(a) FROM em_js_{scheme}")["rows"]
     assert at_origin == [[{"type": "integer", "value": "0"}]]
 
 
 def test_constraint_ddl_and_batch_constraint_errors(
-    node_client: NodeClient, pop: PopProcess
+    node_client: NodeClient, pop: PopProcess, scheme: str
 ) -> None:
     """CREATE TABLE ... UNIQUE once answered INTERNAL (a classifier library fault)."""
-    result = node_client("constraintDdl", pop, "js")
+    result = node_client("constraintDdl", pop, f"js_{scheme}")
     assert result["primaryKey"]["code"] == "SQLITE_CONSTRAINT", result
     assert result["unique"]["code"] == "SQLITE_CONSTRAINT", result
     assert result["count"] == "1"  # both failing batches were rolled back whole

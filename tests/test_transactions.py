@@ -66,7 +66,7 @@ def _count(pop: PopProcess, prefix: str) -> str:
     return str(rows(answer)[0][0])
 
 
-# "ws": Hrana over WebSocket, what @libsql/client speaks for a libsql:// URL.
+# "ws": Hrana over WebSocket, what @libsql/client speaks for ws:// and wss:// URLs.
 SCHEMES = pytest.mark.parametrize("scheme", ["http", "ws"])
 
 

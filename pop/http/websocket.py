@@ -1,7 +1,8 @@
 """Hrana over WebSocket on ``/``, as the libSQL server serves it (subprotocols ``hrana3``,
 ``hrana2`` and ``hrana1``; not ``hrana3-protobuf``).
 
-This is what ``@libsql/client`` and the other clients speak for a ``libsql://`` URL. A
+This is what ``@libsql/client`` (on Node.js) and the Go client speak for ``ws://`` and
+``wss://`` URLs; for ``libsql://`` both speak HTTP. A
 connection says ``hello`` with the POP's token, then opens streams under ids of its own
 choosing. Each stream is a session stream (``pop.session``): its requests run through
 the same loop and backend as HTTP's, one at a time in the order they came, while the

@@ -31,31 +31,33 @@ const scenarios = {
       rows: rs.rows.map((r) => [String(r[0]), r[1], r[2], Array.from(new Uint8Array(r[3])), r[4], r[5]]),
     };
   },
+  // ARG: the prefix of the keys it writes.
   async batchModes() {
+    const p = arg;
     const out = {};
     out.write = (await client.batch([
-      { sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: ["bw1", "1"] },
-      { sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: ["bw2", "2"] },
+      { sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: [`${p}-bw1`, "1"] },
+      { sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: [`${p}-bw2`, "2"] },
     ], "write")).map((rs) => rs.rowsAffected);
     out.read = (await client.batch([
-      "SELECT count(*) FROM kv WHERE k LIKE 'bw%'",
-      "SELECT v FROM kv WHERE k = 'bw2'",
+      `SELECT count(*) FROM kv WHERE k LIKE '${p}-bw%'`,
+      `SELECT v FROM kv WHERE k = '${p}-bw2'`,
     ], "read")).map(plainRows);
-    out.deferredRead = (await client.batch(["SELECT v FROM kv WHERE k = 'bw1'"], "deferred")).map(plainRows);
+    out.deferredRead = (await client.batch([`SELECT v FROM kv WHERE k = '${p}-bw1'`], "deferred")).map(plainRows);
     out.deferredWrite = (await client.batch([
-      { sql: "UPDATE kv SET v = ? WHERE k = ?", args: ["22", "bw2"] },
-      "SELECT v FROM kv WHERE k = 'bw2'",
+      { sql: "UPDATE kv SET v = ? WHERE k = ?", args: ["22", `${p}-bw2`] },
+      `SELECT v FROM kv WHERE k = '${p}-bw2'`,
     ], "deferred")).map((rs) => ({ affected: rs.rowsAffected, rows: plainRows(rs) }));
     try {
       await client.batch([
-        { sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: ["bw3", "3"] },
-        { sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: ["bw1", "dup"] },
+        { sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: [`${p}-bw3`, "3"] },
+        { sql: "INSERT INTO kv (k, v) VALUES (?, ?)", args: [`${p}-bw1`, "dup"] },
       ], "write");
       out.atomicFailure = "no error";
     } catch (e) {
       out.atomicFailure = errorOf(e);
     }
-    out.afterFailure = plainRows(await client.execute("SELECT count(*) FROM kv WHERE k = 'bw3'"));
+    out.afterFailure = plainRows(await client.execute(`SELECT count(*) FROM kv WHERE k = '${p}-bw3'`));
     return out;
   },
   async readTransaction() {
