@@ -44,6 +44,32 @@ def rows(answer: dict[str, Any], index: int = 0) -> list[list[Any]]:
     return [[cell.get("value", cell.get("base64")) for cell in row] for row in result["rows"]]
 
 
+# What a POP's answer and sqld's are compared on (tests/test_sqld_parity.py): fields that
+# depend on the server's own state are left out, and so is the wording of errors that
+# sqld's own parser or argument checker words (their code must agree).
+_STATE_FIELDS = frozenset(
+    {"replication_index", "rows_read", "rows_written", "query_duration_ms", "baton", "base_url"}
+)
+_CODES_WITH_OWN_WORDING = frozenset({"SQL_PARSE_ERROR", "SQL_INPUT_ERROR", "ARGS_INVALID"})
+
+
+def comparable_with_sqld(value: Any) -> Any:
+    """``value`` (an answer, JSON or protobuf as a dict) without what may differ from sqld."""
+    if isinstance(value, dict):
+        if set(value) == {"message", "code"}:
+            if value["code"] in _CODES_WITH_OWN_WORDING:
+                return {"code": value["code"]}
+            return dict(value)
+        return {
+            key: comparable_with_sqld(item)
+            for key, item in value.items()
+            if key not in _STATE_FIELDS
+        }
+    if isinstance(value, list):
+        return [comparable_with_sqld(item) for item in value]
+    return value
+
+
 def metric(pop: PopProcess, name: str, **labels: str) -> float:
     """The sum of a POP's samples of ``name`` whose labels include ``labels``."""
     return metric_at(pop.url, name, **labels)

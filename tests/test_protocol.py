@@ -11,13 +11,9 @@ from pop.devtools.processes import PopProcess, TursodbOrigin
 from tests.helpers import execute, ok_result, pipeline, rows
 
 
-@pytest.mark.parametrize("version", ["v2", "v3"])
+@pytest.mark.parametrize("version", ["v2", "v3", "v3-protobuf"])
 def test_version_probes(version: str, pop: PopProcess) -> None:
     assert httpx.get(f"{pop.url}/{version}").status_code == 200
-
-
-def test_protobuf_is_not_claimed(pop: PopProcess) -> None:
-    assert httpx.get(f"{pop.url}/v3-protobuf").status_code == 404
 
 
 @pytest.mark.parametrize("version", ["v2", "v3"])

@@ -22,33 +22,15 @@ import pytest
 
 from pop.devtools.processes import PopProcess, SqldServer
 from tests.differential.through_pop import legacy_json
-from tests.helpers import execute
+from tests.helpers import comparable_with_sqld, execute
 
-_STATE_FIELDS = ("replication_index", "rows_read", "rows_written", "query_duration_ms")
-_CODES_WITH_OWN_WORDING = frozenset({"SQL_PARSE_ERROR", "SQL_INPUT_ERROR", "ARGS_INVALID"})
 _names = itertools.count()
-
-
-def _normalized(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"message", "code"}:
-            if value["code"] in _CODES_WITH_OWN_WORDING:
-                return {"code": value["code"]}
-            return dict(value)
-        return {
-            key: _normalized(item)
-            for key, item in value.items()
-            if key not in _STATE_FIELDS and key not in ("baton", "base_url")
-        }
-    if isinstance(value, list):
-        return [_normalized(item) for item in value]
-    return value
 
 
 def _call(http: httpx.Client, requests: list[dict[str, Any]]) -> Any:
     response = http.post("/v3/pipeline", json={"baton": None, "requests": requests})
     assert response.status_code == 200, response.text
-    return _normalized(response.json())
+    return comparable_with_sqld(response.json())
 
 
 class Both:

@@ -195,6 +195,15 @@ def parse_body(model: type[_Body], raw: bytes) -> _Body:
         raise ProtocolError(describe_validation_error(exc)) from None
 
 
+def parse_decoded(model: type[_Body], decoded: dict[str, Any]) -> _Body:
+    """Validate a body another encoding (protobuf) decoded into JSON's shape, as
+    ``parse_body`` validates JSON."""
+    try:
+        return model.model_validate(decoded)
+    except ValidationError as exc:
+        raise ProtocolError(describe_validation_error(exc)) from None
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors(include_url=False)[:5]:

@@ -24,9 +24,10 @@ from starlette.websockets import WebSocket
 
 from pop import __version__
 from pop.contract import HEALTH_PATH, METRICS_PATH, READY_PATH
-from pop.hrana.messages import BatchReq, CursorBody, LegacyBody, PipelineBody, parse_body
+from pop.hrana.messages import BatchReq, LegacyBody, parse_body
 from pop.http import cursor, legacy
-from pop.http.endpoint import JSON, TEXT, Call, DataEndpoint, Reply
+from pop.http.encodings import JSON_ENCODING, PROTOBUF_ENCODING, Encoding
+from pop.http.endpoint import JSON, Call, DataEndpoint, DataHandler, Reply
 from pop.http.peers import Peers
 from pop.http.websocket import HranaConnection, choose_subprotocol
 from pop.service import PopService
@@ -73,21 +74,26 @@ def create_app(service: PopService) -> ASGIApp:
         service.metrics,
     )
 
-    async def pipeline_endpoint(call: Call) -> tuple[Reply, str]:
-        body = parse_body(PipelineBody, call.body)
-        if (holder := peers.holder(body.baton, call)) is not None:
-            return await peers.forward(holder, call), "peer"
-        answer = await session.pipeline(body, call.endpoint)
-        return (orjson.dumps(answer.body), 200, JSON), answer.route.value
+    def pipeline_endpoint(encoding: Encoding) -> DataHandler:
+        async def handle(call: Call) -> tuple[Reply, str]:
+            body = encoding.pipeline_body(call.body)
+            if (holder := peers.holder(body.baton, call)) is not None:
+                return await peers.forward(holder, call), "peer"
+            answer = await session.pipeline(body, call.endpoint)
+            return encoding.pipeline_reply(answer.body), answer.route.value
 
-    async def cursor_endpoint(call: Call) -> tuple[Reply, str]:
-        body = parse_body(CursorBody, call.body)
-        if (holder := peers.holder(body.baton, call)) is not None:
-            return await peers.forward(holder, call), "peer"
-        request = BatchReq(type="batch", batch=body.batch)
-        baton, answer, route = await session.one(body.baton, request, call.endpoint)
-        lines = b"".join(orjson.dumps(entry) + b"\n" for entry in cursor.entries(baton, answer))
-        return (lines, 200, TEXT), route.value
+        return handle
+
+    def cursor_endpoint(encoding: Encoding) -> DataHandler:
+        async def handle(call: Call) -> tuple[Reply, str]:
+            body = encoding.cursor_body(call.body)
+            if (holder := peers.holder(body.baton, call)) is not None:
+                return await peers.forward(holder, call), "peer"
+            request = BatchReq(type="batch", batch=body.batch)
+            baton, answer, route = await session.one(body.baton, request, call.endpoint)
+            return encoding.cursor_reply(cursor.entries(baton, answer)), route.value
+
+        return handle
 
     async def legacy_endpoint(call: Call) -> tuple[Reply, str]:
         """The original ``POST /`` API, as sqld answers it (see ``pop.http.legacy``)."""
@@ -110,9 +116,11 @@ def create_app(service: PopService) -> ASGIApp:
     data = {
         path: DataEndpoint(service, path, endpoint, handler, expected)
         for path, endpoint, handler in (
-            ("/v2/pipeline", "v2_pipeline", pipeline_endpoint),
-            ("/v3/pipeline", "v3_pipeline", pipeline_endpoint),
-            ("/v3/cursor", "v3_cursor", cursor_endpoint),
+            ("/v2/pipeline", "v2_pipeline", pipeline_endpoint(JSON_ENCODING)),
+            ("/v3/pipeline", "v3_pipeline", pipeline_endpoint(JSON_ENCODING)),
+            ("/v3/cursor", "v3_cursor", cursor_endpoint(JSON_ENCODING)),
+            ("/v3-protobuf/pipeline", "v3_protobuf_pipeline", pipeline_endpoint(PROTOBUF_ENCODING)),
+            ("/v3-protobuf/cursor", "v3_protobuf_cursor", cursor_endpoint(PROTOBUF_ENCODING)),
             ("/", "legacy", legacy_endpoint),
             ("/sync", "sync", sync),
         )
@@ -141,7 +149,7 @@ def create_app(service: PopService) -> ASGIApp:
             {
                 "version": __version__,
                 "protocol": ["hrana2", "hrana3"],
-                "endpoints": ["/v2/pipeline", "/v3/pipeline", "/v3/cursor", "/"],
+                "endpoints": [path for path in data if path != "/sync"],
                 "region": settings.region,
                 "engine": service.replica.engine.name,
             }
@@ -184,6 +192,7 @@ def create_app(service: PopService) -> ASGIApp:
             *(Route(path, app, methods=["POST"]) for path, app in data.items()),
             Route("/v2", hrana_version, methods=["GET"]),
             Route("/v3", hrana_version, methods=["GET"]),
+            Route("/v3-protobuf", hrana_version, methods=["GET"]),
             Route(HEALTH_PATH, health, methods=["GET"]),
             Route(READY_PATH, ready, methods=["GET"]),
             Route("/version", version, methods=["GET"]),
