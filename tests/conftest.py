@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from pop.devtools.processes import SQLD_CANDIDATES, PopProcess, SqldServer, TursodbOrigin, find_sqld
+from tests.helpers import Target
 
 ROOT = Path(__file__).resolve().parent.parent
 JS_DIR = ROOT / "tests" / "js"
@@ -97,7 +98,7 @@ def node_client(node_binary: str) -> Callable[..., Any]:
     """Run a scenario of ``tests/js/driver.mjs`` with the real ``@libsql/client``."""
     node = node_binary
 
-    def run(scenario: str, pop: PopProcess, arg: str = "", *, scheme: str = "http") -> Any:
+    def run(scenario: str, pop: PopProcess | Target, arg: str = "", *, scheme: str = "http") -> Any:
         """``scheme="ws"``: Hrana over WebSocket; ``"libsql"``: a ``libsql://…?tls=0`` URL,
         as a Turso user writes it but for TLS (on Node.js the client speaks HTTP for it)."""
         url = pop.url.replace("http://", f"{scheme}://", 1)

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from pop.devtools.processes import ManagedProcess, PopProcess
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a client under test connects, as a POP would be given: a URL and the token
+    (a balancer in front of POPs, or sqld itself, which asks for none)."""
+
+    url: str
+    token: str
 
 
 def pipeline(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -25,18 +24,10 @@ from pop.http.peers import Peers
 from pop.metrics import PopMetrics
 from tests.balancer import balancing
 from tests.conftest import SCHEMA
-from tests.helpers import execute, metric, pipeline, running
+from tests.helpers import Target, execute, metric, pipeline, running
 
 PEERS = ("127.0.0.2", "127.0.0.3")
 TOKEN = "region-token"
-
-
-@dataclass(frozen=True)
-class Target:
-    """What ``node_client`` needs of a server: where, and the token."""
-
-    url: str
-    token: str
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +55,10 @@ def region(
 
 
 def test_write_transactions_commit_across_two_pops_behind_a_round_robin(
-    region: list[PopProcess], sqld: SqldServer, node_client: object
+    region: list[PopProcess], sqld: SqldServer, node_client: Any
 ) -> None:
     with balancing([pop.url for pop in region]) as (url, balancer):
-        result = node_client("transactionLoop", Target(url, TOKEN), "rr:30")  # type: ignore[operator]
+        result = node_client("transactionLoop", Target(url, TOKEN), "rr:30")
     committed = [f"rr-{i}" for i in range(30) if i % 3 != 2]
     assert result["committed"] == committed
     assert result["seenInside"] == ["1"] * 30

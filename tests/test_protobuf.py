@@ -18,7 +18,7 @@ from pop.devtools import protobuf_codegen
 from pop.devtools.processes import PopProcess, SqldServer
 from pop.hrana import hrana_pb2 as pb
 from tests.conftest import SCHEMA
-from tests.helpers import comparable_with_sqld, metric, running
+from tests.helpers import Target, comparable_with_sqld, metric, running
 
 PROTOBUF = {"content-type": "application/x-protobuf"}
 
@@ -259,7 +259,7 @@ def test_hrana_client_speaking_protobuf_gets_what_sqld_gives(
     then speaks protobuf to the pipeline and cursor endpoints."""
     served = {e: _served(pop, e) for e in ("v3_protobuf_pipeline", "v3_protobuf_cursor")}
     through_pop = node_client("protobuf", pop)
-    direct = node_client("protobuf", _AtSqld(sqld))
+    direct = node_client("protobuf", Target(sqld.url, ""))
     assert through_pop == direct
     assert through_pop["version"] == 3
     assert through_pop["values"] == ["9223372036854775807", -0.5, "žluťoučký kůň", [0, 255], None]
@@ -270,14 +270,6 @@ def test_hrana_client_speaking_protobuf_gets_what_sqld_gives(
     assert through_pop["inTransaction"] is True and through_pop["afterRollback"] == "0"
     for endpoint, before in served.items():
         assert _served(pop, endpoint) > before, endpoint
-
-
-class _AtSqld:
-    """sqld where the node runner expects a POP: its URL, and no token (sqld asks none)."""
-
-    def __init__(self, sqld: SqldServer) -> None:
-        self.url = sqld.url
-        self.token = ""
 
 
 def _served(pop: PopProcess, endpoint: str) -> float:

@@ -22,7 +22,8 @@ import pytest
 
 from pop.devtools.processes import RedisProcess, SqldServer, loopback_client
 from pop_operator.render.identity import POP_PORT
-from tests.helpers import execute, metric_at, pipeline, rows
+from tests.balancer import balancing
+from tests.helpers import Target, execute, metric_at, pipeline, rows
 from tests.operator.cluster import ControlPlaneError, Kube, ensure_binaries, wait_until
 from tests.operator.samples import REPO_ROOT
 
@@ -335,6 +336,26 @@ def test_a_deleted_pop_pod_comes_back_on_its_claim_and_pulls_only_what_changed(
     assert pulled == now - before < now, (pulled, before, now)
 
 
+def _transactions_cross_the_regions_pods(
+    deployed: Deployed, pods: list[dict[str, Any]], origin: SqldServer, node_client: Any
+) -> None:
+    """@libsql/client's write transactions through a balancer that alternates between the
+    region's two pods on every call: each call whose stream the other pod holds is passed
+    on to it by name (PEER_URL_TEMPLATE, the headless Service, the cluster's DNS)."""
+    origin.execute("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT)")
+    urls = [deployed.url(pod) for pod in pods]
+    with balancing(urls) as (url, balancer):
+        result = node_client("transactionLoop", Target(url, deployed.token), "pods:12")
+    committed = [f"pods-{i}" for i in range(12) if i % 3 != 2]
+    assert result["committed"] == committed
+    assert result["seenInside"] == ["1"] * 12
+    at_origin = origin.execute("SELECT k FROM kv WHERE k LIKE 'pods-%' ORDER BY k")["rows"]
+    assert [row[0]["value"] for row in at_origin] == sorted(committed)
+    assert all(count > 5 for count in balancer.counts.values()), balancer.counts
+    passed_on = [metric_at(url, "edgepop_peer_calls_total", outcome="ok") for url in urls]
+    assert all(count > 0 for count in passed_on), passed_on
+
+
 def _set_replicas(kube: Kube, deployed: Deployed, region: str, replicas: int) -> None:
     body = kube.get("EdgePop", deployed.namespace, deployed.name)
     assert body is not None
@@ -346,7 +367,7 @@ def _set_replicas(kube: Kube, deployed: Deployed, region: str, replicas: int) ->
 
 
 def test_a_region_scales_up_and_down_and_keeps_the_claims(
-    cluster: Cluster, pod_kube: Kube, shop: Deployed
+    cluster: Cluster, pod_kube: Kube, shop: Deployed, origin: SqldServer, node_client: Any
 ) -> None:
     cluster.node.local_volumes(1, storage_class=STORAGE_CLASS)
     _set_replicas(pod_kube, shop, "eu", 2)
@@ -355,6 +376,7 @@ def test_a_region_scales_up_and_down_and_keeps_the_claims(
         _sql(http, "CREATE TABLE IF NOT EXISTS scaled (n INTEGER)", "INSERT INTO scaled VALUES (1)")
     with shop.client(second) as http:
         _wait_rows(http, "SELECT count(*) FROM scaled", [["1"]])
+    _transactions_cross_the_regions_pods(shop, [first, second], origin, node_client)
 
     _set_replicas(pod_kube, shop, "eu", 1)
     [left] = _ready_pods(cluster, pod_kube, shop, "eu", 1)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build (or find cached) kube-apiserver, kube-controller-manager, kube-proxy, kube-scheduler,
-# kubelet, kubectl, etcd and etcdctl for tests.
+# kubelet, kubectl, etcd, etcdctl and CoreDNS for tests.
 #
 #   tools/kube/ensure.sh            -> last stdout line: the binary directory
 #   KUBE_BIN=$(tools/kube/ensure.sh | tail -n1)
@@ -9,6 +9,7 @@
 #   apiserver/go.mod  requires k8s.io/kubernetes vX (staging modules replaced
 #                     with the published v0.X.Y modules)
 #   etcd/go.mod       requires go.etcd.io/etcd/{server,etcdctl}/v3
+#   coredns/go.mod    requires github.com/coredns/coredns (main.go: the plugins built in)
 # Binaries land in ${EDGE_POP_CACHE:-$HOME/.cache/edge-pop}/kube-<k8s version>/.
 # A stamp (hash of both go.mod/go.sum pairs and of build_rev below) decides
 # whether the cache is current, so a second run only hashes four files.
@@ -52,7 +53,23 @@ is_current() {
     for b in "${binaries[@]}"; do [[ -x "$out/$b" ]] || return 1; done
 }
 
-if is_current; then
+# CoreDNS (the cluster's DNS) has a stamp of its own: changing it rebuilds only it.
+coredns_rev=1
+coredns_stamp_of() {
+    {
+        echo "coredns_rev=$coredns_rev"
+        cat "$here/coredns/go.mod" "$here/coredns/go.sum" "$here/coredns/main.go"
+    } | sha256sum | cut -d' ' -f1
+}
+want_coredns_stamp="$(coredns_stamp_of)"
+
+coredns_is_current() {
+    [[ "${KUBE_ENSURE_FORCE:-0}" != 1 ]] || return 1
+    [[ -f "$out/.stamp-coredns" && "$(cat "$out/.stamp-coredns")" == "$want_coredns_stamp" ]] || return 1
+    [[ -x "$out/coredns" ]]
+}
+
+if is_current && coredns_is_current; then
     echo "$out"
     exit 0
 fi
@@ -84,12 +101,11 @@ mkdir -p "$cache_root"
 exec 9>"$cache_root/.kube-build.lock"
 log "waiting for build lock $cache_root/.kube-build.lock"
 flock 9
-if is_current; then # another process built it while we waited
+if is_current && coredns_is_current; then # another process built it while we waited
     echo "$out"
     exit 0
 fi
 
-log "building Kubernetes $k8s_version and etcd/etcdctl $etcd_version into $out"
 log "$(go version)"
 
 tmp="$(mktemp -d "$cache_root/.kube-build.XXXXXX")"
@@ -111,29 +127,43 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     vpkg_flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
 done
 
-start=$SECONDS
-(
-    cd "$here/apiserver"
-    for cmd in kube-apiserver kube-controller-manager kube-proxy kube-scheduler kubelet kubectl; do
-        log "go build k8s.io/kubernetes/cmd/$cmd"
-        go build -ldflags="-s -w$vpkg_flags" -o "$tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+if ! is_current; then
+    log "building Kubernetes $k8s_version and etcd/etcdctl $etcd_version into $out"
+    start=$SECONDS
+    (
+        cd "$here/apiserver"
+        for cmd in kube-apiserver kube-controller-manager kube-proxy kube-scheduler kubelet kubectl; do
+            log "go build k8s.io/kubernetes/cmd/$cmd"
+            go build -ldflags="-s -w$vpkg_flags" -o "$tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+        done
+    )
+    (
+        cd "$here/etcd"
+        log "go build go.etcd.io/etcd/server/v3 (etcd)"
+        go build -ldflags="-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3
+        log "go build go.etcd.io/etcd/etcdctl/v3"
+        go build -ldflags="-s -w" -o "$tmp/etcdctl" go.etcd.io/etcd/etcdctl/v3
+    )
+    log "built in $((SECONDS - start))s"
+
+    "$tmp/kube-apiserver" --version >&2
+    "$tmp/etcd" --version >&2
+
+    mkdir -p "$out"
+    for b in "${binaries[@]}"; do
+        mv -f "$tmp/$b" "$out/$b"
     done
-)
-(
-    cd "$here/etcd"
-    log "go build go.etcd.io/etcd/server/v3 (etcd)"
-    go build -ldflags="-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3
-    log "go build go.etcd.io/etcd/etcdctl/v3"
-    go build -ldflags="-s -w" -o "$tmp/etcdctl" go.etcd.io/etcd/etcdctl/v3
-)
-log "built in $((SECONDS - start))s"
+    echo "$want_stamp" >"$out/.stamp"
+fi
 
-"$tmp/kube-apiserver" --version >&2
-"$tmp/etcd" --version >&2
-
-mkdir -p "$out"
-for b in "${binaries[@]}"; do
-    mv -f "$tmp/$b" "$out/$b"
-done
-echo "$want_stamp" >"$out/.stamp"
+if ! coredns_is_current; then
+    start=$SECONDS
+    log "go build CoreDNS (tools/kube/coredns) into $out"
+    (cd "$here/coredns" && go build -ldflags="-s -w" -o "$tmp/coredns" .)
+    log "CoreDNS built in $((SECONDS - start))s"
+    "$tmp/coredns" -version >&2
+    mkdir -p "$out"
+    mv -f "$tmp/coredns" "$out/coredns"
+    echo "$want_coredns_stamp" >"$out/.stamp-coredns"
+fi
 echo "$out"

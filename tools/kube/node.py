@@ -3,7 +3,9 @@
 containerd (Debian's 1.6, runc) and the kubelet run pods; kube-controller-manager
 (StatefulSets, PersistentVolume binding, garbage collection, ServiceAccounts) and
 kube-scheduler place them; kube-proxy (iptables) makes ClusterIP Services work, so a
-pod reaches the API server at ``kubernetes.default``'s IP as in any cluster. Pods sit
+pod reaches the API server at ``kubernetes.default``'s IP as in any cluster; CoreDNS
+(built by ``ensure.sh``) answers Service and pod names (``cluster.local``) as a cluster's
+DNS add-on does, so a StatefulSet's pods find each other by name. Pods sit
 on a CNI bridge (``edgepop0``, 10.244.0.0/24); the host is 10.244.0.1 on it, which is
 where pods reach services that run on the host (origins, Redis) and where the tests
 reach pods (by pod IP).
@@ -59,6 +61,7 @@ CNI_PLUGINS = Path("/usr/lib/cni")
 # containerd 1.6 keeps pod network namespaces here, whatever its state directory.
 NETNS_DIR = Path("/var/run/netns")
 CONTROLLERS = ("kube-controller-manager", "kube-scheduler")
+CLUSTER_DOMAIN = "cluster.local"
 # Where the running node notes its workdir, so that a killed run is cleaned up next time.
 RUN_RECORD = Path("/run/edge-pop-kube-node")
 
@@ -94,7 +97,7 @@ def _unmount_all(root: Path) -> None:
 
 
 class Node:
-    """containerd, kubelet, kube-proxy, kube-controller-manager and kube-scheduler.
+    """containerd, kubelet, kube-proxy, CoreDNS, kube-controller-manager and kube-scheduler.
 
     ``control_plane`` must have been made with ``advertise_address=HOST_IP`` and be
     started after :meth:`prepare_network` (the API server binds to the bridge's address).
@@ -129,6 +132,7 @@ class Node:
             self._remove_stale_containers()
             self._start_kubelet()
             self._start_kube_proxy()
+            self._start_cluster_dns()
             self._start_controllers()
             self._wait_node_ready()
         except BaseException:
@@ -255,6 +259,24 @@ class Node:
             ],
         )
 
+    def _start_cluster_dns(self) -> None:
+        """CoreDNS on the bridge's address, answering Service and pod names from the API
+        server, as a cluster's DNS add-on does; the kubelet points every pod at it."""
+        corefile = self.workdir / "Corefile"
+        corefile.write_text(
+            f""".:53 {{
+    bind {HOST_IP}
+    errors
+    kubernetes {CLUSTER_DOMAIN} {{
+        kubeconfig {self.control_plane.kubeconfig}
+    }}
+    forward . /etc/resolv.conf
+}}
+"""
+        )
+        coredns = self.control_plane.bin_dir / "coredns"
+        self._spawn("coredns", [str(coredns), "-conf", str(corefile)])
+
     def _start_controllers(self) -> None:
         cp = self.control_plane
         self._spawn(
@@ -367,7 +389,14 @@ def _clean_up(workdir: Path, bin_dir: Path) -> None:
     """Remove what a node leaves on the host, whether it stopped or was killed."""
     # Processes first (containerd's shims name its socket, which is in the workdir),
     # then the containers' init processes (the rest of each container dies with them).
-    for name in ("kubelet", "kube-proxy", "containerd", "kube-controller-manager"):
+    for name in (
+        "kubelet",
+        "kube-proxy",
+        "containerd",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "coredns",
+    ):
         _run("pkill", "--full", "--signal=KILL", f"{name}.*{workdir}", check=False)
     for pid_dir in (workdir / "containerd-state").glob("io.containerd.runtime.v2.task/k8s.io/*"):
         with contextlib.suppress(OSError):
@@ -482,6 +511,8 @@ def _kubelet_config(workdir: Path, socket: Path, *, client_ca: Path) -> dict[str
         },
         "authorization": {"mode": "Webhook"},
         "resolvConf": "/etc/resolv.conf",
+        "clusterDNS": [HOST_IP],
+        "clusterDomain": CLUSTER_DOMAIN,
         "evictionHard": {
             "memory.available": "100Mi",
             "nodefs.available": "1%",

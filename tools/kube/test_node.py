@@ -162,32 +162,61 @@ def test_a_pod_reaches_the_host_and_the_api_server_service(cluster: Cluster) -> 
             f"/bin/busybox wget -O- http://{KUBERNETES_SERVICE_IP}:443/ 2>&1"
             " | /bin/busybox grep -q '400 Bad Request' && echo api-server-reached"
         )
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "reach"},
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [
-                    {
-                        "name": "reach",
-                        "image": BUSYBOX_IMAGE,
-                        "imagePullPolicy": "Never",
-                        "command": ["/bin/busybox", "sh", "-c", script],
-                    }
-                ],
-            },
-        }
-        cluster.control_plane.api("POST", "/api/v1/namespaces/default/pods", pod)
-
-        def finished() -> dict[str, Any] | None:
-            found = _pod(cluster, "reach")
-            phase = (found or {}).get("status", {}).get("phase")
-            return found if phase in ("Succeeded", "Failed") else None
-
-        done = wait_for(finished, 120, "the reach pod to finish")
-        logs = cluster.control_plane.kubectl("logs", "reach").stdout
-        assert done["status"]["phase"] == "Succeeded", logs
+        logs = _run_to_completion(cluster, "reach", script)
         assert logs.split("\n")[:2] == ["hello from the host", "api-server-reached"], logs
     finally:
         host.shutdown()
+
+
+def _run_to_completion(cluster: Cluster, name: str, script: str) -> str:
+    """Run ``script`` in a busybox pod; its logs, once it succeeded."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": name,
+                    "image": BUSYBOX_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": ["/bin/busybox", "sh", "-c", script],
+                }
+            ],
+        },
+    }
+    cluster.control_plane.api("POST", "/api/v1/namespaces/default/pods", pod)
+
+    def finished() -> dict[str, Any] | None:
+        found = _pod(cluster, name)
+        phase = (found or {}).get("status", {}).get("phase")
+        return found if phase in ("Succeeded", "Failed") else None
+
+    done = wait_for(finished, 120, f"the {name} pod to finish")
+    logs = cluster.control_plane.kubectl("logs", name).stdout
+    assert done["status"]["phase"] == "Succeeded", logs
+    return str(logs)
+
+
+def test_pods_find_services_and_a_statefulsets_pods_by_name(cluster: Cluster) -> None:
+    """Cluster DNS (CoreDNS): the API server's Service, and web-0 (the StatefulSet of the
+    test above) under its headless Service, by the names a pod in the cluster uses."""
+    headless = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 8080}]},
+    }
+    cluster.control_plane.api("POST", "/api/v1/namespaces/default/services", headless)
+    web = wait_for(lambda: _ready(_pod(cluster, "web-0")), 120, "web-0 Ready")
+    script = (
+        "/bin/busybox cat /etc/resolv.conf && "
+        "/bin/busybox nslookup kubernetes.default.svc.cluster.local && "
+        "/bin/busybox nslookup web-0.web.default.svc.cluster.local"
+    )
+    logs = _run_to_completion(cluster, "lookup", script)
+    assert f"nameserver {HOST_IP}" in logs, logs
+    assert "search default.svc.cluster.local svc.cluster.local cluster.local" in logs, logs
+    assert f"Address: {KUBERNETES_SERVICE_IP}" in logs, logs
+    assert f"Address: {web['status']['podIP']}" in logs, logs
