@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from pop_operator.monitoring.alerts import RUNBOOKS
 from pop_operator.render.identity import container_security_context, pod_security_context
 from pop_operator.settings import OperatorSettings
 
@@ -95,6 +96,26 @@ VALUES: tuple[ChartValue, ...] = (
     ChartValue("operator.nodeSelector", _OBJECT, {}, "Where operator pods may run."),
     ChartValue("operator.tolerations", _LIST, [], "Taints operator pods tolerate."),
     ChartValue("operator.affinity", _OBJECT, {}, "Affinity of operator pods."),
+    ChartValue(
+        "monitoring.prometheusRule.enabled",
+        {"type": "boolean"},
+        False,
+        "Install a PrometheusRule with edge-pop's alerts (needs the Prometheus operator's "
+        "CRDs; docs/runbooks.md says what each alert means).",
+    ),
+    ChartValue(
+        "monitoring.prometheusRule.labels",
+        _OBJECT,
+        {},
+        "Labels your Prometheus selects rules by, e.g. {release: kube-prometheus-stack}.",
+    ),
+    ChartValue(
+        "monitoring.runbookBaseUrl",
+        {"type": "string", "minLength": 1},
+        RUNBOOKS,
+        "Where each alert's runbook_url points (an anchor per alert is added): the URL "
+        "of docs/runbooks.md where your team reads it.",
+    ),
 )
 _BY_PATH = {value.path: value for value in VALUES}
 

@@ -3,7 +3,8 @@
     python -m pop_operator.manifests --write   # regenerate the files
     python -m pop_operator.manifests --check   # exit 1 naming each stale file
 
-Sources: the CRD comes from :mod:`pop_operator.model`, the RBAC rules from
+Sources: the CRD comes from :mod:`pop_operator.model`, the alerts (rules, promtool unit
+tests, PrometheusRule) from :mod:`pop_operator.monitoring.alerts`, the RBAC rules from
 :mod:`pop_operator.rbac`, the operator's Deployment, Service and `helm test` pod from
 :mod:`pop_operator.deploy`, the chart's values.yaml, values.schema.json and its README's values
 table from :mod:`pop_operator.chartvalues`, and the chart's _helpers.tpl from this module.
@@ -29,6 +30,12 @@ from pop_operator.deploy import (
     health_check_pod,
     operator_deployment,
     operator_service,
+)
+from pop_operator.monitoring.copies import (
+    helm_prometheus_rule,
+    prometheus_rule,
+    rules_text,
+    unit_tests_text,
 )
 from pop_operator.rbac import rbac_objects
 from pop_operator.yamlio import dump_documents
@@ -226,6 +233,21 @@ def generated_files() -> dict[Path, str]:
             KUSTOMIZE_NAMESPACE,
             images=True,
         ),
+        Path("k8s/monitoring/prometheusrule.yaml"): _dump(
+            [
+                prometheus_rule(
+                    f"{OPERATOR_NAME}-alerts",
+                    KUSTOMIZE_NAMESPACE,
+                    {"app.kubernetes.io/part-of": "edge-pop"},
+                )
+            ]
+        ),
+        Path("k8s/monitoring/kustomization.yaml"): _kustomization(
+            ["prometheusrule.yaml"], KUSTOMIZE_NAMESPACE
+        ),
+        Path("monitoring/alerts.rules.yaml"): rules_text(HEADER),
+        Path("monitoring/alerts.test.yaml"): unit_tests_text(HEADER),
+        Path("charts/edge-pop/templates/prometheusrule.yaml"): helm_prometheus_rule(HEADER),
         Path(f"charts/edge-pop/crds/{CRD_NAME}.yaml"): crd,
         Path("charts/edge-pop/templates/operator-rbac.yaml"): _dump(helm_rbac, helm=True),
         Path("charts/edge-pop/templates/operator-deployment.yaml"): _dump(

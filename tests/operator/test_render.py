@@ -170,7 +170,24 @@ def test_service_monitor_or_scrape_annotations() -> None:
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= client["metadata"]["labels"].items()
     )
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    assert monitor["spec"]["endpoints"] == [
+        {
+            "port": "http",
+            "path": "/metrics",
+            "interval": "30s",
+            # The labels the alerts group by (pop_operator.monitoring.alerts).
+            "relabelings": [
+                {
+                    "sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"],
+                    "targetLabel": "edgepop",
+                },
+                {
+                    "sourceLabels": ["__meta_kubernetes_pod_label_edgepop_io_region"],
+                    "targetLabel": "region",
+                },
+            ],
+        }
+    ]
     sts_annotations = _by_kind(with_sm, "StatefulSet")[0]["spec"]["template"]["metadata"][
         "annotations"
     ]

@@ -19,6 +19,20 @@ from pop_operator.render.identity import (
 SERVICE_MONITOR_API = ("monitoring.coreos.com", "v1", "servicemonitors")
 
 
+# The labels edge-pop's alerts and dashboards group by: the EdgePop and the region of
+# each POP (namespace and pod the Prometheus operator sets by itself).
+TARGET_RELABELINGS = [
+    {
+        "sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"],
+        "targetLabel": "edgepop",
+    },
+    {
+        "sourceLabels": ["__meta_kubernetes_pod_label_edgepop_io_region"],
+        "targetLabel": "region",
+    },
+]
+
+
 def scrape_annotations() -> dict[str, str]:
     """The annotations the common Prometheus pod-discovery configs look for."""
     return {
@@ -37,6 +51,13 @@ def service_monitor(owner: Owner, region: Region) -> dict[str, Any]:
         "metadata": metadata(owner, region_name(owner, region.name), region.name),
         "spec": {
             "selector": {"matchLabels": match},
-            "endpoints": [{"port": PORT_NAME, "path": METRICS_PATH, "interval": "30s"}],
+            "endpoints": [
+                {
+                    "port": PORT_NAME,
+                    "path": METRICS_PATH,
+                    "interval": "30s",
+                    "relabelings": TARGET_RELABELINGS,
+                }
+            ],
         },
     }
