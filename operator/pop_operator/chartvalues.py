@@ -97,6 +97,24 @@ VALUES: tuple[ChartValue, ...] = (
     ChartValue("operator.tolerations", _LIST, [], "Taints operator pods tolerate."),
     ChartValue("operator.affinity", _OBJECT, {}, "Affinity of operator pods."),
     ChartValue(
+        "monitoring.dashboards.enabled",
+        {"type": "boolean"},
+        True,
+        "Install edge-pop's Grafana dashboards as ConfigMaps for Grafana's dashboard sidecar.",
+    ),
+    ChartValue(
+        "monitoring.dashboards.labels",
+        _OBJECT,
+        {"grafana_dashboard": "1"},
+        "Labels the sidecar finds dashboard ConfigMaps by (its LABEL, LABEL_VALUE).",
+    ),
+    ChartValue(
+        "monitoring.dashboards.namespace",
+        {"type": "string"},
+        "",
+        "Where the dashboard ConfigMaps go; empty: the release's namespace.",
+    ),
+    ChartValue(
         "monitoring.prometheusRule.enabled",
         {"type": "boolean"},
         False,

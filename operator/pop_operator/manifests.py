@@ -4,7 +4,8 @@
     python -m pop_operator.manifests --check   # exit 1 naming each stale file
 
 Sources: the CRD comes from :mod:`pop_operator.model`, the alerts (rules, promtool unit
-tests, PrometheusRule) from :mod:`pop_operator.monitoring.alerts`, the RBAC rules from
+tests, PrometheusRule) from :mod:`pop_operator.monitoring.alerts`, the Grafana dashboards
+(JSON, ConfigMaps) from :mod:`pop_operator.monitoring.dashboards`, the RBAC rules from
 :mod:`pop_operator.rbac`, the operator's Deployment, Service and `helm test` pod from
 :mod:`pop_operator.deploy`, the chart's values.yaml, values.schema.json and its README's values
 table from :mod:`pop_operator.chartvalues`, and the chart's _helpers.tpl from this module.
@@ -32,11 +33,14 @@ from pop_operator.deploy import (
     operator_service,
 )
 from pop_operator.monitoring.copies import (
+    dashboard_config_maps,
+    helm_dashboards,
     helm_prometheus_rule,
     prometheus_rule,
     rules_text,
     unit_tests_text,
 )
+from pop_operator.monitoring.dashboards import dashboard_texts
 from pop_operator.rbac import rbac_objects
 from pop_operator.yamlio import dump_documents
 
@@ -220,6 +224,7 @@ def generated_files() -> dict[Path, str]:
         },
         values=_helm_value,
     )
+    dashboards = dashboard_texts()
     return {
         Path(f"k8s/crd/{CRD_NAME}.yaml"): crd,
         Path("k8s/crd/kustomization.yaml"): _kustomization([f"{CRD_NAME}.yaml"]),
@@ -242,9 +247,15 @@ def generated_files() -> dict[Path, str]:
                 )
             ]
         ),
-        Path("k8s/monitoring/kustomization.yaml"): _kustomization(
-            ["prometheusrule.yaml"], KUSTOMIZE_NAMESPACE
+        Path("k8s/monitoring/dashboards.yaml"): _dump(
+            dashboard_config_maps(KUSTOMIZE_NAMESPACE, {"app.kubernetes.io/part-of": "edge-pop"})
         ),
+        Path("k8s/monitoring/kustomization.yaml"): _kustomization(
+            ["prometheusrule.yaml", "dashboards.yaml"], KUSTOMIZE_NAMESPACE
+        ),
+        **{Path("monitoring/dashboards") / name: text for name, text in dashboards.items()},
+        **{Path("charts/edge-pop/dashboards") / name: text for name, text in dashboards.items()},
+        Path("charts/edge-pop/templates/dashboards.yaml"): helm_dashboards(HEADER),
         Path("monitoring/alerts.rules.yaml"): rules_text(HEADER),
         Path("monitoring/alerts.test.yaml"): unit_tests_text(HEADER),
         Path("charts/edge-pop/templates/prometheusrule.yaml"): helm_prometheus_rule(HEADER),

@@ -14,11 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pop.metrics import METRIC_NAMES
 from pop_operator.manifests import REPO_ROOT
-from pop_operator.metrics import REGISTRY as OPERATOR_REGISTRY
 from pop_operator.monitoring.alerts import ALERTS, RUNBOOKS, rule_groups
-from tests.operator.test_chart import CHART, REPOSITORY, _helm
+from tests.operator.monitoring import exported_series, rendered
 
 MONITORING = REPO_ROOT / "monitoring"
 
@@ -52,16 +50,8 @@ def test_each_alert_fires_in_its_scenario_and_only_there(promtool: str) -> None:
         assert {f"{alert.name} fires", f"{alert.name} stays quiet"} <= names
 
 
-def _exported() -> set[str]:
-    """Every series name the POP and the operator export (histograms' parts included)."""
-    families = set(METRIC_NAMES)
-    families |= {metric.name for metric in OPERATOR_REGISTRY.collect()}
-    suffixes = ("", "_total", "_bucket", "_count", "_sum", "_info")
-    return {family + suffix for family in families for suffix in suffixes}
-
-
 def test_every_alert_reads_metrics_the_programs_export() -> None:
-    exported = _exported() | {"up"}
+    exported = exported_series()
     for alert in ALERTS:
         named = set(re.findall(r"\b(edgepop_[a-z_]+|up)\b(?=\s*[{\[)]|\s*[<>=])", alert.expr))
         assert named, alert.expr
@@ -77,17 +67,7 @@ def test_every_alert_has_its_runbook_section() -> None:
 
 
 def _rendered_rule(helm_binary: str, *settings: str) -> dict[str, Any] | None:
-    rendered = _helm(
-        helm_binary,
-        "template",
-        "edge",
-        str(CHART),
-        "--set",
-        f"operator.image.repository={REPOSITORY}",
-        *(arg for setting in settings for arg in ("--set", setting)),
-    )
-    assert rendered.returncode == 0, rendered.stderr
-    rules = [d for d in yaml.safe_load_all(rendered.stdout) if d and d["kind"] == "PrometheusRule"]
+    rules = rendered(helm_binary, "PrometheusRule", *settings)
     assert len(rules) <= 1
     return rules[0] if rules else None
 

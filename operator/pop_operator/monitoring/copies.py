@@ -1,7 +1,8 @@
-"""The copies of the alerts users install: a plain Prometheus rules file and its promtool
-unit tests (``monitoring/``), a PrometheusRule for ``kubectl apply`` (``k8s/monitoring/``)
-and the chart's template. All are generated from :mod:`pop_operator.monitoring.alerts` by
-``python -m pop_operator.manifests --write``.
+"""The copies of the alerts and dashboards users install: a plain Prometheus rules file and
+its promtool unit tests, the dashboards' JSON (``monitoring/``), a PrometheusRule and
+dashboard ConfigMaps for ``kubectl apply`` (``k8s/monitoring/``), and the chart's
+templates. All are generated from :mod:`pop_operator.monitoring.alerts` and
+:mod:`pop_operator.monitoring.dashboards` by ``python -m pop_operator.manifests --write``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import yaml
 
 from pop_operator.monitoring.alerts import rule_groups, rules_file, unit_tests
+from pop_operator.monitoring.dashboards import dashboard_texts
 
 RULES_FILE = "alerts.rules.yaml"
 PROMETHEUS_RULE_API = "monitoring.coreos.com/v1"
@@ -66,5 +68,53 @@ def helm_prometheus_rule(header: str) -> str:
         "    {{- toYaml . | nindent 4 }}\n"
         "    {{- end }}\n"
         f"{spec}"
+        "{{- end }}\n"
+    )
+
+
+# The Grafana sidecar's default label (kube-prometheus-stack, grafana's chart).
+SIDECAR_LABELS = {"grafana_dashboard": "1"}
+
+
+def dashboard_config_maps(namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": f"edge-pop-{name.removesuffix('.json').removeprefix('edge-pop-')}"
+                "-dashboard",
+                "namespace": namespace,
+                "labels": {**labels, **SIDECAR_LABELS},
+            },
+            "data": {name: text},
+        }
+        for name, text in dashboard_texts().items()
+    ]
+
+
+def helm_dashboards(header: str) -> str:
+    """The chart's template: a ConfigMap per file in the chart's dashboards/ folder."""
+    return (
+        f"{{{{/* {header} */}}}}\n"
+        "{{- if .Values.monitoring.dashboards.enabled }}\n"
+        '{{- range $path, $_ := .Files.Glob "dashboards/*.json" }}\n'
+        "---\n"
+        "apiVersion: v1\n"
+        "kind: ConfigMap\n"
+        "metadata:\n"
+        '  name: {{ printf "%s-%s" $.Release.Name (base $path | trimSuffix ".json" | '
+        'trimPrefix "edge-pop-") | trunc 53 | trimSuffix "-" }}-dashboard\n'
+        "  namespace: {{ $.Values.monitoring.dashboards.namespace | default "
+        "$.Release.Namespace }}\n"
+        "  labels:\n"
+        '    {{- include "edge-pop.labels" $ | nindent 4 }}\n'
+        "    {{- with $.Values.monitoring.dashboards.labels }}\n"
+        "    {{- toYaml . | nindent 4 }}\n"
+        "    {{- end }}\n"
+        "data:\n"
+        "  {{ base $path }}: |-\n"
+        "    {{- $.Files.Get $path | nindent 4 }}\n"
+        "{{- end }}\n"
         "{{- end }}\n"
     )
