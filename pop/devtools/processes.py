@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import secrets
 import signal
@@ -331,3 +332,57 @@ class RedisProcess(ManagedProcess):
                     return
             time.sleep(0.05)
         raise TimeoutError(f"redis not answering on port {self.port}:\n{self.log_tail()}")
+
+
+class PrometheusServer(ManagedProcess):
+    """A real ``prometheus`` (Debian's package) scraping ``targets`` every second: each
+    target a host:port and the labels its series get, as a ServiceMonitor would give."""
+
+    ready_path = "/-/ready"
+    startup_timeout = 30.0
+
+    def __init__(
+        self,
+        workdir: Path,
+        targets: list[tuple[str, dict[str, str]]],
+        binary: str = "prometheus",
+        port: int | None = None,
+    ) -> None:
+        port = port or free_port()
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = workdir / "prometheus.yml"
+        static = [{"targets": [address], "labels": labels} for address, labels in targets]
+        config.write_text(
+            json.dumps(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "scrape_configs": [{"job_name": "edge-pop", "static_configs": static}],
+                }
+            )
+        )
+        argv = [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ]
+        super().__init__("prometheus", argv, workdir / "prometheus.log", os.environ, port)
+
+    def label_values(self, label: str, selector: str) -> list[str]:
+        """The values of ``label`` among the series ``selector`` picks (Grafana's
+        ``label_values``)."""
+        answer = httpx.get(
+            f"{self.url}/api/v1/label/{label}/values", params={"match[]": selector}, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+        values: list[str] = answer.json()["data"]
+        return values
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """The instant vector ``promql`` evaluates to now; a query Prometheus refuses fails."""
+        answer = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=30)
+        body = answer.json()
+        if answer.status_code != 200 or body.get("status") != "success":
+            raise AssertionError(f"Prometheus refused {promql!r}: {body.get('error', body)}")
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result

@@ -36,7 +36,7 @@ def test_every_panel_says_what_it_shows_and_reads_exported_metrics(board: Board)
         assert len(chart.description) > 20, chart.title
         assert chart.unit and chart.thresholds, chart.title
         for query in chart.queries:
-            named = set(re.findall(r"\b([a-z_]+)\{", query.expr))
+            named = set(re.findall(r"\b(edgepop_[a-z_]+|up)\b(?!\s*\()", query.expr))
             assert named and named <= exported, (chart.title, named - exported)
             grouped = {
                 label.strip()
@@ -50,12 +50,13 @@ def test_every_panel_says_what_it_shows_and_reads_exported_metrics(board: Board)
 def test_the_template_variables_filter_every_query(board: Board) -> None:
     model = build(board)
     names = [variable["name"] for variable in model["templating"]["list"]]
-    assert names == ["datasource", "namespace", "edgepop", "region", "pod"]
-    for panel in model["panels"]:
+    assert names == ["datasource", *board.variables]
+    for chart, panel in zip(board.charts, model["panels"], strict=True):
         assert panel["datasource"]["uid"] == "${datasource}"
         assert panel["fieldConfig"]["defaults"]["unit"]
-        for target in panel["targets"]:
-            assert '$namespace"' in target["expr"], target["expr"]
+        for target in panel["targets"] if chart.filtered else ():
+            for variable in board.variables:
+                assert f'{variable}=~"${variable}"' in target["expr"], target["expr"]
 
 
 def _rendered(helm_binary: str, *settings: str) -> list[dict[str, Any]]:

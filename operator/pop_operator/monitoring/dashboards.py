@@ -55,6 +55,8 @@ class Chart:
     kind: Literal["timeseries", "stat"] = "timeseries"
     # (from this value on, this color); the first step starts at minus infinity.
     thresholds: tuple[tuple[float | None, str], ...] = ((None, GREEN),)
+    # Whether the board's template variables filter it (False: it reads across them).
+    filtered: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +65,8 @@ class Board:
     title: str
     description: str
     charts: tuple[Chart, ...]
-    variables: tuple[str, ...]  # of namespace, edgepop, region, pod
+    variables: tuple[str, ...]  # labels, each narrowed by those before it
+    source: str  # the series whose label values the variables list
 
 
 def _pop(metric: str) -> str:
@@ -233,6 +236,7 @@ OVERVIEW = Board(
         ),
     ),
     ("namespace", "edgepop", "region", "pod"),
+    "edgepop_info",
 )
 
 POP = Board(
@@ -322,6 +326,7 @@ POP = Board(
         ),
     ),
     ("namespace", "edgepop", "region", "pod"),
+    "edgepop_info",
 )
 
 OPERATOR = Board(
@@ -396,36 +401,44 @@ OPERATOR = Board(
         ),
         Chart(
             "POPs synced per EdgePop",
-            "POPs of each EdgePop and region that have synced (ready to serve), against "
-            "all POPs Prometheus scrapes.",
+            "POPs of each EdgePop and region (every namespace) that have synced, so are "
+            "ready to serve, against all POPs Prometheus scrapes.",
             "short",
             (
                 Query(
                     "count by (namespace, edgepop, region) "
-                    f"({_pop('edgepop_sync_last_success_age_seconds')} >= 0)",
+                    "(edgepop_sync_last_success_age_seconds >= 0)",
                     "{{namespace}}/{{edgepop}}/{{region}} synced",
                 ),
                 Query(
-                    f"count by (namespace, edgepop, region) ({_pop('up')})",
+                    'count by (namespace, edgepop, region) (up{edgepop!=""})',
                     "{{namespace}}/{{edgepop}}/{{region}} scraped",
                 ),
             ),
+            filtered=False,
         ),
     ),
-    ("namespace", "edgepop", "region", "pod"),
+    ("namespace",),  # the operator's own
+    "edgepop_operator_leader",
 )
 
 BOARDS = (OVERVIEW, POP, OPERATOR)
 
 
-def _variable(name: str, upstream: tuple[str, ...]) -> grafana.QueryVariable:
+def variable_selector(board: Board, upstream: dict[str, str]) -> str:
+    """The series a variable lists label values of, narrowed by ``upstream``'s values."""
+    narrowed = ", ".join(f'{label}=~"{value}"' for label, value in upstream.items())
+    return f"{board.source}{{{narrowed}}}"
+
+
+def _variable(board: Board, name: str, upstream: tuple[str, ...]) -> grafana.QueryVariable:
     """A multi-value variable of the label ``name``, narrowed by those before it."""
-    narrowed = ", ".join(f'{label}=~"${label}"' for label in upstream)
+    selector = variable_selector(board, {label: f"${label}" for label in upstream})
     return (
         grafana.QueryVariable(name)
         .label(name)
         .datasource(DATASOURCE)
-        .query(f"label_values(edgepop_info{{{narrowed}}}, {name})")
+        .query(f"label_values({selector}, {name})")
         .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(VariableSort.ALPHABETICAL_ASC)
         .multi(True)
@@ -469,7 +482,7 @@ def build(board: Board) -> dict[str, Any]:
         )
     )
     for position, name in enumerate(board.variables):
-        builder = builder.with_variable(_variable(name, board.variables[:position]))
+        builder = builder.with_variable(_variable(board, name, board.variables[:position]))
     for index, chart in enumerate(board.charts):
         builder = builder.with_panel(_panel(chart, index))
     model: dict[str, Any] = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
