@@ -73,6 +73,13 @@ def sqld_binary() -> str:
     return binary
 
 
+@pytest.fixture(scope="session")
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    assert found, "prometheus is missing: scripts/test installs Debian's prometheus package"
+    return found
+
+
 @pytest.fixture(scope="module")
 def sqld(sqld_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqldServer]:
     server = SqldServer(sqld_binary, tmp_path_factory.mktemp("sqld"))

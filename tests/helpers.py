@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from pop.devtools.processes import ManagedProcess, PopProcess
+from pop.devtools.processes import ManagedProcess, PopProcess, loopback_client
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,9 @@ class Target:
 
     url: str
     token: str
+
+    def client(self) -> httpx.Client:
+        return loopback_client(self.url, headers={"Authorization": f"Bearer {self.token}"})
 
 
 def pipeline(

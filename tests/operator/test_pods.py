@@ -15,16 +15,19 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from pop.devtools.processes import RedisProcess, SqldServer, loopback_client
+from pop.devtools.processes import PrometheusServer, RedisProcess, SqldServer, loopback_client
 from pop_operator.render.identity import POP_PORT
+from pop_operator.settings import OperatorSettings
 from tests.balancer import balancing
-from tests.helpers import Target, execute, metric_at, pipeline, rows
+from tests.helpers import Target, execute, metric_at, pipeline, rows, running
 from tests.operator.cluster import ControlPlaneError, Kube, ensure_binaries, wait_until
+from tests.operator.monitoring import check_every_panel, drive_traffic
 from tests.operator.samples import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "tools/kube"))
@@ -385,6 +388,56 @@ def test_a_region_scales_up_and_down_and_keeps_the_claims(
         "PersistentVolumeClaim", shop.namespace, f"data-{second['metadata']['name']}"
     )
     assert kept is not None, "scaling down deletes no claim (whenScaled: Retain)"
+
+
+def test_prometheus_scraping_the_pods_has_data_for_every_dashboard_panel(
+    cluster: Cluster,
+    pod_kube: Kube,
+    shop: Deployed,
+    origin: SqldServer,
+    redis: RedisProcess,
+    node_client: Any,
+    prometheus_binary: str,
+    tmp_path: Path,
+) -> None:
+    """tests/operator/test_prometheus.py's check, with Prometheus scraping POP pods and the
+    operator's pods (by pod IP, labelled as the ServiceMonitor labels them)."""
+    origin.execute("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT)")
+    _set_replicas(pod_kube, shop, "eu", 2)
+    eu = _ready_pods(cluster, pod_kube, shop, "eu", 2)
+    [us] = _ready_pods(cluster, pod_kube, shop, "us", 1)
+    operators = [p for p in _pods(pod_kube, OPERATOR_NAMESPACE, OPERATOR_SELECTOR) if _ready(p)]
+    assert operators
+    targets = [
+        (
+            f"{pod['status']['podIP']}:{POP_PORT}",
+            {
+                "namespace": shop.namespace,
+                "edgepop": shop.name,
+                "region": pod["metadata"]["labels"]["edgepop.io/region"],
+                "pod": pod["metadata"]["name"],
+            },
+        )
+        for pod in [*eu, us]
+    ] + [
+        (
+            f"{pod['status']['podIP']}:{OperatorSettings().http_port}",
+            {"namespace": OPERATOR_NAMESPACE, "pod": pod["metadata"]["name"]},
+        )
+        for pod in operators
+    ]
+    prometheus = PrometheusServer(tmp_path / "prometheus", targets, binary=prometheus_binary)
+    region = [Target(shop.url(pod), shop.token) for pod in eu]
+
+    def request_sync() -> None:
+        annotation = "edgepop.io/sync-requested=prometheus"
+        pod_kube.cp.kubectl("annotate", "epop", shop.name, "-n", shop.namespace, annotation)
+
+    with running(prometheus):
+        drive_traffic(
+            region, Target(shop.url(us), shop.token), origin, redis, node_client, request_sync
+        )
+        check_every_panel(prometheus)
 
 
 def test_the_lag_timer_reads_a_real_pops_metrics_and_gets_it_synced(

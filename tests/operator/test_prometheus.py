@@ -11,9 +11,6 @@ edgepop, region, pod) by static configuration: these POPs run as processes, not 
 
 from __future__ import annotations
 
-import re
-import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,14 +18,12 @@ from typing import Any
 import pytest
 
 from pop.devtools.processes import PopProcess, PrometheusServer, RedisProcess, SqldServer, free_port
-from pop_operator.monitoring.dashboards import BOARDS, RATE, variable_selector
-from tests.balancer import balancing
 from tests.conftest import SCHEMA
-from tests.helpers import Target, execute, metric, pipeline, running
-from tests.operator.cluster import Kube, wait_until
+from tests.helpers import Target, running
+from tests.operator.cluster import Kube
+from tests.operator.monitoring import TOKEN, check_every_panel, drive_traffic
 from tests.operator.test_apiserver import _apply_example, _redis_secret
 
-TOKEN = "prometheus-test-token"
 POP_NAMESPACE = "shop"
 OPERATOR_LABELS = {"namespace": "edge-pop-system", "pod": "edge-operator-0"}
 
@@ -51,19 +46,6 @@ def _pop(
             "TURSO_SYNC_INTERVAL": "2",
         },
     )
-
-
-def _filled(expr: str, variables: dict[str, str]) -> str:
-    for name, value in variables.items():
-        expr = expr.replace(f"${name}", value)
-    return expr.replace(RATE, "1m")
-
-
-@pytest.fixture(scope="module")
-def prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    assert found, "prometheus is missing: scripts/test installs Debian's prometheus package"
-    return found
 
 
 @pytest.fixture()
@@ -104,81 +86,12 @@ def test_every_panel_returns_data_from_real_pops_and_the_operator(
         for name, pop in pops.items()
     ] + [(f"127.0.0.1:{operator.port}", OPERATOR_LABELS)]
     prometheus = PrometheusServer(tmp_path / "prometheus", targets, binary=prometheus_binary)
+    eu, eu_other, us = (Target(pop.url, TOKEN) for pop in pops.values())
     with running(redis, *pops.values(), prometheus):
-        _traffic(pops, origin, redis, node_client, kube, namespace)
-        time.sleep(3)  # a few more scrapes
-        _check_every_query(prometheus)
 
+        def request_sync() -> None:
+            annotation = "edgepop.io/sync-requested=1"
+            kube.cp.kubectl("annotate", "epop", "shop", "-n", namespace, annotation)
 
-def _traffic(
-    pops: dict[str, PopProcess],
-    origin: SqldServer,
-    redis: RedisProcess,
-    node_client: Any,
-    kube: Kube,
-    namespace: str,
-) -> None:
-    eu, eu_other, us = pops.values()
-    # A write transaction whose calls alternate between eu's two POPs (calls passed on).
-    with balancing([eu.url, eu_other.url]) as (url, _):
-        node_client("transactionLoop", Target(url, TOKEN), "prom:3")
-    for pop in pops.values():
-        with pop.client() as http:
-            for _ in range(5):
-                pipeline(http, [execute("SELECT count(*) FROM kv")])
-            assert http.post("/sync").json()["ok"]
-    with us.client() as http:
-        pipeline(http, [execute("INSERT INTO kv (k, v) VALUES ('prom-us', 'x')")])
-    # The origin stopped: a write fails (ORIGIN_UNAVAILABLE), and so does a sync.
-    origin.stop()
-    with us.client() as http:
-        answer = pipeline(http, [execute("INSERT INTO kv (k, v) VALUES ('prom-down', 'x')")])
-        assert answer["results"][0]["error"]["code"] == "ORIGIN_UNAVAILABLE", answer
-        assert not http.post("/sync").json()["ok"]
-    origin.start_and_wait()
-    # Redis stopped and started again: every POP sees it go and come back.
-    redis.stop()
-    wait_until(
-        lambda: all(metric(p, "edgepop_redis_connected") == 0 for p in pops.values()),
-        30,
-        "every POP without Redis",
-    )
-    redis.start_and_wait()
-    wait_until(
-        lambda: all(metric(p, "edgepop_redis_connected") == 1 for p in pops.values()),
-        60,
-        "every POP subscribed again",
-    )
-    with eu.client() as http:
-        pipeline(http, [execute("INSERT INTO kv (k, v) VALUES ('prom-eu', 'x')")])
-    # The operator publishes a sync when asked.
-    kube.cp.kubectl("annotate", "epop", "shop", "-n", namespace, "edgepop.io/sync-requested=1")
-    wait_until(
-        lambda: all(metric(p, "edgepop_syncs_total", trigger="pubsub") > 0 for p in pops.values()),
-        30,
-        "every POP syncing on a pub/sub message",
-    )
-
-
-def _check_every_query(prometheus: PrometheusServer) -> None:
-    for board in BOARDS:
-        values: dict[str, str] = {}
-        for variable in board.variables:
-            selector = variable_selector(board, values)
-            listed = prometheus.label_values(variable, selector)
-            assert listed, f"{board.uid}: ${variable} lists nothing ({selector})"
-            values[variable] = "|".join(listed)
-        for chart in board.charts:
-            for query in chart.queries:
-                filled = _filled(query.expr, values)
-                series = prometheus.query(filled)
-                assert series, f"{board.uid} / {chart.title}: no series\n{filled}"
-                # Every label it groups by is on the series: a label the programs do not
-                # export would be missing from them.
-                grouped = {
-                    label.strip()
-                    for labels in re.findall(r"by \(([^)]*)\)", filled)
-                    for label in labels.split(",")
-                } - {"le"}
-                for found in series:
-                    assert grouped <= found["metric"].keys(), (chart.title, found["metric"])
+        drive_traffic([eu, eu_other], us, origin, redis, node_client, request_sync)
+        check_every_panel(prometheus)
