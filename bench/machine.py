@@ -81,7 +81,16 @@ def report(module: str, title: str, table: str, note: str, *, record: bool) -> N
     )
     print("\n" + text)
     if record:
-        out = REPO / "bench" / "results" / f"{module}-{machine['date'][:10]}.md"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
-        print(f"recorded in {out.relative_to(REPO)}")
+        record_result(module, text)
+
+
+def record_result(benchmark: str, text: str) -> Path:
+    """Keep a result as ``bench/results/<benchmark>-<date>.md`` and draw its chart beside it."""
+    from bench.charts import draw  # matplotlib loads only when a result is recorded
+
+    out = REPO / "bench" / "results" / f"{benchmark}-{dt.date.today().isoformat()}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    chart = draw(out)
+    print(f"recorded in {out.relative_to(REPO)}, chart {chart.relative_to(REPO)}", file=sys.stderr)
+    return out

@@ -16,7 +16,6 @@ Run: ``uv run python -m bench.memory``; results go to ``bench/results/memory-DAT
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 import tempfile
 import threading
@@ -28,12 +27,10 @@ from pathlib import Path
 
 import httpx
 
-from bench.machine import describe_machine
+from bench.machine import describe_machine, record_result
 from pop.devtools.processes import PopProcess, TursodbOrigin
 from tests.conftest import _ensure
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 MB = 1024 * 1024
 BIG_RESULT = (
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 400000) "
@@ -172,11 +169,9 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if not args.no_record:
-        out = RESULTS / f"memory-{dt.date.today().isoformat()}.md"
-        out.write_text(
-            f"# POP memory, {info['date']}\n\n`uv run python -m bench.memory`\n\n{text}\n"
+        record_result(
+            "memory", f"# POP memory, {info['date']}\n\n`uv run python -m bench.memory`\n\n{text}\n"
         )
-        print(f"recorded in {out.relative_to(REPO)}", file=sys.stderr)
     return 0
 
 

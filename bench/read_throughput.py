@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
 import re
@@ -35,12 +34,11 @@ from pathlib import Path
 
 import httpx
 
-from bench.machine import describe_machine
+from bench.machine import describe_machine, record_result
 from pop import __version__ as pop_version
 from pop.devtools.processes import ManagedProcess, PopProcess, TursodbOrigin, free_port
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 READ_SQL = "SELECT id, v FROM t WHERE id = ?"
 FORWARD_SQL = "UPDATE t SET v = v WHERE id = ? AND 0"  # compiles as a write, changes nothing
 ID_MARK = "__ID__"  # replaced by a random id in wrk's Lua script
@@ -600,11 +598,10 @@ def main() -> int:
         text = report(results, info, args)
     print(text)
     if not args.quick:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        kind = "read_per_core" if args.per_core else "read_throughput"
-        out = RESULTS / f"{kind}-{dt.date.today().isoformat()}.md"
-        out.write_text(f"# Read throughput{' per core' * args.per_core}, {info['date']}\n\n{text}")
-        print(f"recorded in {out.relative_to(REPO)}", file=sys.stderr)
+        record_result(
+            "read_per_core" if args.per_core else "read_throughput",
+            f"# Read throughput{' per core' * args.per_core}, {info['date']}\n\n{text}",
+        )
     return 0
 
 

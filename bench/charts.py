@@ -1,0 +1,234 @@
+"""Charts of recorded benchmark results: ``bench/results/<name>-<date>.md`` → ``.png`` beside it.
+
+The recorded Markdown is the data; the chart is drawn from its first table, so a result
+recorded before charts existed gets one too, and a benchmark's chart can never disagree
+with its table. Every benchmark script draws its chart when it records a result;
+``python -m bench.charts`` redraws them all (``--check`` fails when one differs, which
+``tests/test_bench_charts.py`` runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display here, and the same bytes on every machine
+
+from matplotlib import pyplot as plt
+from matplotlib import ticker
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+RESULTS = Path(__file__).resolve().parent / "results"
+_SEPARATOR = re.compile(r"^:?-+:?$")
+_COLOURS = ("#3b6ea8", "#e07b39", "#5a9e4b", "#b8474d")
+_PLAIN = ticker.FuncFormatter(lambda value, _: f"{value:g}")  # 100, not 10²
+_THOUSANDS = ticker.FuncFormatter(lambda value, _: f"{value / 1000:g}k" if value else "0")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A Markdown table: its header cells and its rows, cells as written."""
+
+    header: list[str]
+    rows: list[list[str]]
+
+    def column(self, name: str) -> list[str]:
+        try:
+            index = self.header.index(name)
+        except ValueError:
+            raise ValueError(f"no column {name!r} in a table of {self.header}") from None
+        return [row[index] for row in self.rows]
+
+    def numbers(self, name: str) -> list[float]:
+        return [number(cell) for cell in self.column(name)]
+
+    def where(self, name: str, value: str) -> Table:
+        index = self.header.index(name)
+        return Table(self.header, [row for row in self.rows if row[index] == value])
+
+
+def first_table(markdown: str) -> Table:
+    """The first table in ``markdown`` (the result's own; the machine's comes later)."""
+    lines: list[list[str]] = []
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            lines.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif lines:
+            break
+    if len(lines) < 3 or not all(_SEPARATOR.match(cell) for cell in lines[1]):
+        raise ValueError("no Markdown table (header, separator, rows) in the result")
+    return Table(lines[0], lines[2:])
+
+
+def number(cell: str) -> float:
+    """A table cell's number: ``7,260`` → 7260.0; ``13,465-13,561`` (a range) → its low end."""
+    match = re.match(r"-?[\d,]+(?:\.\d+)?", cell)
+    if not match:
+        raise ValueError(f"not a number: {cell!r}")
+    return float(match.group().replace(",", ""))
+
+
+def _latency_lines(
+    axes: Axes, table: Table, x_column: str, group_column: str, x_label: str
+) -> None:
+    """p50 (solid) and p99 (dashed) against ``x_column``, one colour per group."""
+    groups = list(dict.fromkeys(table.column(group_column)))
+    for colour, group in zip(_COLOURS, groups, strict=False):
+        part = table.where(group_column, group)
+        x = part.numbers(x_column)
+        axes.plot(x, part.numbers("p50 ms"), "o-", color=colour, label=f"{group}: p50")
+        axes.plot(x, part.numbers("p99 ms"), "s--", color=colour, label=f"{group}: p99")
+    axes.set_xticks(sorted(set(table.numbers(x_column))))
+    axes.set_xlabel(x_label)
+    axes.set_ylabel("ms (log scale)")
+    axes.set_yscale("log")
+    axes.yaxis.set_major_formatter(_PLAIN)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8)
+
+
+def _propagation(table: Table) -> Figure:
+    figure, axes = plt.subplots(figsize=(7, 4.2))
+    _latency_lines(axes, table, "POPs", "sync by", "POPs")
+    axes.set_title("Propagation: a write through one POP until every other POP returns it")
+    return figure
+
+
+def _forwarded_write(table: Table) -> Figure:
+    figure, axes = plt.subplots(figsize=(7, 4.2))
+    _latency_lines(axes, table, "writers", "read-your-writes", "concurrent writers")
+    axes.set_title("Forwarded write until the POP can read it")
+    return figure
+
+
+def _read_throughput(table: Table) -> Figure:
+    labels = [
+        f"{key} {what}" for key, what in zip(table.column(""), table.column("what"), strict=True)
+    ]
+    rows = range(len(labels))
+    figure, (throughput, latency) = plt.subplots(
+        1, 2, figsize=(11, 0.45 * len(labels) + 1.6), sharey=True
+    )
+    throughput.barh(rows, table.numbers("req/s"), color=_COLOURS[0])
+    for row, value in zip(rows, table.numbers("req/s"), strict=True):
+        throughput.annotate(f" {value:,.0f}", (value, row), va="center", fontsize=8)
+    throughput.set_yticks(list(rows), labels, fontsize=8)
+    throughput.invert_yaxis()
+    throughput.set_xlabel("requests per second (more is better)")
+    throughput.margins(x=0.2)
+    throughput.xaxis.set_major_locator(ticker.MaxNLocator(5))
+    throughput.xaxis.set_major_formatter(_THOUSANDS)
+    height = 0.38
+    latency.barh(
+        [row - height / 2 for row in rows],
+        table.numbers("p50 ms"),
+        height,
+        label="p50",
+        color=_COLOURS[0],
+    )
+    latency.barh(
+        [row + height / 2 for row in rows],
+        table.numbers("p99 ms"),
+        height,
+        label="p99",
+        color=_COLOURS[1],
+    )
+    latency.set_xscale("log")
+    latency.xaxis.set_major_formatter(_PLAIN)
+    latency.set_xlabel("latency, ms (log scale; less is better)")
+    latency.legend(fontsize=8)
+    for axes in (throughput, latency):
+        axes.grid(True, axis="x", which="both", alpha=0.3)
+    figure.suptitle("Read throughput and latency at the same load, in the same run")
+    return figure
+
+
+def _memory(table: Table) -> Figure:
+    probes = table.column("probe")
+    columns = [name for name in table.header if name != "probe"]
+    figure, axes = plt.subplots(figsize=(8, 0.6 * len(probes) + 1.6))
+    height = 0.8 / len(columns)
+    for index, (colour, name) in enumerate(zip(_COLOURS, columns, strict=False)):
+        offsets = [row + (index - (len(columns) - 1) / 2) * height for row in range(len(probes))]
+        axes.barh(offsets, table.numbers(name), height, label=name, color=colour)
+    axes.set_yticks(list(range(len(probes))), probes, fontsize=8)
+    axes.invert_yaxis()
+    axes.set_xlabel("resident memory of one POP, MB")
+    axes.grid(True, axis="x", alpha=0.3)
+    axes.legend(fontsize=8)
+    axes.set_title("POP memory before, at the peak of, and after each probe")
+    return figure
+
+
+CHARTS: dict[str, Callable[[Table], Figure]] = {
+    "propagation": _propagation,
+    "forwarded_write": _forwarded_write,
+    "read_throughput": _read_throughput,
+    "read_per_core": _read_throughput,
+    "memory": _memory,
+}
+
+
+def chart_path(result: Path) -> Path:
+    return result.with_suffix(".png")
+
+
+def draw(result: Path, out: Path | None = None) -> Path:
+    """Draw the chart of one recorded result; ``out`` defaults to the PNG beside it."""
+    benchmark = result.stem.rsplit("-", 3)[0]  # name-YYYY-MM-DD
+    if benchmark not in CHARTS:
+        raise ValueError(
+            f"{result.name}: no chart for benchmark {benchmark!r} (known: {sorted(CHARTS)})"
+        )
+    figure = CHARTS[benchmark](first_table(result.read_text()))
+    figure.tight_layout()
+    target = out or chart_path(result)
+    # No "Software" stamp, so that redrawing gives the same bytes (the check compares them).
+    figure.savefig(target, dpi=100, metadata={"Software": None})
+    plt.close(figure)
+    return target
+
+
+def stale_charts(results: list[Path]) -> list[str]:
+    """The results whose committed chart is missing or not what their table draws."""
+    stale = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for result in results:
+            fresh = draw(result, Path(tmp) / "chart.png")
+            committed = chart_path(result)
+            if not committed.exists() or committed.read_bytes() != fresh.read_bytes():
+                stale.append(result.name)
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("results", nargs="*", type=Path, help="default: bench/results/*.md")
+    parser.add_argument(
+        "--check", action="store_true", help="draw nothing; fail if a committed chart differs"
+    )
+    args = parser.parse_args(argv)
+    results = args.results or sorted(RESULTS.glob("*.md"))
+    if args.check:
+        stale = stale_charts(results)
+        for name in stale:
+            print(
+                f"{name}: its chart is missing or stale; run python -m bench.charts",
+                file=sys.stderr,
+            )
+        return 1 if stale else 0
+    for result in results:
+        print(f"drew {draw(result)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
