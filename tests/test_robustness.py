@@ -167,6 +167,46 @@ def test_an_endless_header_is_cut_off_and_health_stays_fast(limited: PopProcess)
     assert _health_seconds(limited) < 1.0
 
 
+@pytest.mark.parametrize("header_bytes", [9 * 1024, 20 * 1024, 100 * 1024])
+@pytest.mark.parametrize("upgrade", [False, True], ids=["http", "websocket"])
+def test_a_head_over_the_limit_is_refused_even_when_it_arrives_in_one_read(
+    limited: PopProcess, header_bytes: int, upgrade: bool
+) -> None:
+    """MAX_HEADER_BYTES is 8,192 here; the whole head is sent with one sendall, so the
+    POP reads it in one piece (it once parsed such a head to its end and served it)."""
+    websocket = (
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: hrana3\r\n"
+    )
+    head = (
+        b"GET /"
+        + b"health" * (not upgrade)
+        + b" HTTP/1.1\r\nHost: x\r\n"
+        + websocket * upgrade
+        + b"X-Big: "
+        + b"a" * header_bytes
+        + b"\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", limited.port), 5) as conn:
+        conn.sendall(head)
+        conn.settimeout(5)
+        answer = conn.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert b"MAX_HEADER_BYTES" in answer
+
+
+def test_a_head_under_the_limit_is_served_in_one_read(limited: PopProcess) -> None:
+    head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 7000 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", limited.port), 5) as conn:
+        conn.sendall(head + head)  # two requests in one read: both answered
+        conn.settimeout(5)
+        answer = b""
+        while answer.count(b"HTTP/1.1 200") < 2:
+            chunk = conn.recv(65536)
+            assert chunk, answer
+            answer += chunk
+
+
 def test_half_sent_requests_are_closed_after_the_read_timeout(limited: PopProcess) -> None:
     held = []
     for _ in range(200):

@@ -185,14 +185,17 @@ class LegacyBody(_Message):
 _Body = TypeVar("_Body", bound=BaseModel)
 
 
-def parse_body(model: type[_Body], raw: bytes) -> _Body:
-    """Validate a JSON body, turning every problem into one readable ``ProtocolError``."""
+def parse_body(model: type[_Body], raw: bytes, *, unfit_status: int = 400) -> _Body:
+    """Validate a JSON body, turning every problem into one readable ``ProtocolError``:
+    status 400 for text that is not JSON, ``unfit_status`` for JSON that is not a request."""
     if not raw.strip():
         raise ProtocolError("the request body is empty; expected a JSON object")
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        raise ProtocolError(describe_validation_error(exc)) from None
+        broken = any(error["type"] == "json_invalid" for error in exc.errors())
+        status = 400 if broken else unfit_status
+        raise ProtocolError(describe_validation_error(exc), status=status) from None
 
 
 def parse_decoded(model: type[_Body], decoded: dict[str, Any]) -> _Body:

@@ -97,7 +97,8 @@ def create_app(service: PopService) -> ASGIApp:
 
     async def legacy_endpoint(call: Call) -> tuple[Reply, str]:
         """The original ``POST /`` API, as sqld answers it (see ``pop.http.legacy``)."""
-        plan = legacy.plan(parse_body(LegacyBody, call.body), service.inspector.inspect)
+        body = parse_body(LegacyBody, call.body, unfit_status=legacy.UNFIT_BODY)
+        plan = legacy.plan(body, service.inspector.inspect)
         request = BatchReq(type="batch", batch=plan.batch)
         _, answer, route = await session.one(None, request, call.endpoint, keep=False)
         return (orjson.dumps(legacy.answer(plan, answer)), 200, JSON), route.value

@@ -23,8 +23,10 @@ class _GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._head_bytes = 0
+        self._unfinished_head_bytes = 0  # raw bytes read while a head has not ended
+        self._parsed_head_bytes = 0  # the current head's URL and headers, as parsed
         self._in_head = True
+        self._refused = False
         self._read_deadline: asyncio.TimerHandle | None = None
         self._arm_read_deadline()
 
@@ -32,30 +34,54 @@ class _GuardedProtocol(HttpToolsProtocol):
         self._disarm_read_deadline()
         super().connection_lost(exc)
 
+    # A head is measured twice, because neither way sees every case: a head that never
+    # ends reaches no parser callback (the parser just buffers it), so raw bytes are
+    # counted while one is unfinished; a head that arrives whole in one read is parsed to
+    # its end before that count can be checked, so its parsed parts are summed as well,
+    # and checked before the request is handed to the app.
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         if self._in_head:
-            self._head_bytes += len(data)
+            self._unfinished_head_bytes += len(data)
         super().data_received(data)
-        if self._in_head and self._head_bytes > self.max_head_bytes:
-            self._refuse(
-                431,
-                b"Request Header Fields Too Large",
-                f"request head over {self.max_head_bytes} bytes (MAX_HEADER_BYTES)",
-            )
+        if self._in_head and self._unfinished_head_bytes > self.max_head_bytes:
+            self._refuse_head()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._head_bytes = 0
+        self._parsed_head_bytes = 0
         self._arm_read_deadline()
+
+    def on_url(self, url: bytes) -> None:
+        self._parsed_head_bytes += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._parsed_head_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._unfinished_head_bytes = 0
+        if self._parsed_head_bytes > self.max_head_bytes:
+            self._refuse_head()  # before the app sees the request
+            return
         super().on_headers_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        if not self._refused:
+            super().handle_websocket_upgrade()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._disarm_read_deadline()
-        super().on_message_complete()
+        if not self._refused:
+            super().on_message_complete()
 
     def _arm_read_deadline(self) -> None:
         if self._read_deadline is None:
@@ -76,7 +102,15 @@ class _GuardedProtocol(HttpToolsProtocol):
             f"request not received within {self.read_timeout:g} s (CLIENT_READ_TIMEOUT)",
         )
 
+    def _refuse_head(self) -> None:
+        self._refuse(
+            431,
+            b"Request Header Fields Too Large",
+            f"request head over {self.max_head_bytes} bytes (MAX_HEADER_BYTES)",
+        )
+
     def _refuse(self, status: int, phrase: bytes, message: str) -> None:
+        self._refused = True
         if self.transport.is_closing():
             return
         log.info("closing a client connection", extra={"status": status, "reason": message})

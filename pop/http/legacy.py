@@ -26,6 +26,8 @@ _OPENS = frozenset({Kind.BEGIN_READ, Kind.BEGIN_DEFERRED, Kind.BEGIN_WRITE})
 # How sqld's Hrana messages begin where its legacy ones give SQLite's message bare.
 _HRANA_PREFIXES = ("SQLite error: ", "SQL input error: ")
 _AT_OFFSET = re.compile(r" \(at offset (\d+)\)$")
+# sqld's status for a legacy body that is JSON but not a request (400 is for broken JSON).
+UNFIT_BODY = 422
 
 
 class LegacyRefusal(ProtocolError):
@@ -168,10 +170,10 @@ def _value(value: Any) -> SqlValue:
         return value
     if isinstance(value, dict) and isinstance(value.get("base64"), str):
         try:
-            return decode_blob(value["base64"])
+            return decode_blob(value["base64"], padding=False)
         except ValueError as exc:
-            raise ProtocolError(str(exc)) from None
-    raise ProtocolError(f"unsupported parameter value {value!r}")
+            raise ProtocolError(str(exc), status=UNFIT_BODY) from None
+    raise ProtocolError(f"unsupported parameter value {value!r}", status=UNFIT_BODY)
 
 
 def _rows(result: dict[str, Any]) -> dict[str, Any]:
