@@ -20,7 +20,8 @@ from pop.streams import TxnState
 
 # A lone statement may start a local transaction only if it says READONLY; a batch shows
 # all its statements up front, so a deferred transaction of reads can stay local too.
-_LOCAL_ALONE = frozenset({Kind.READ, Kind.BEGIN_READ, Kind.END_TRANSACTION})
+# A statement that surely fails (Kind.FAILS) fails here as it would there, touching nothing.
+_LOCAL_ALONE = frozenset({Kind.READ, Kind.BEGIN_READ, Kind.END_TRANSACTION, Kind.FAILS})
 _LOCAL_IN_BATCH = _LOCAL_ALONE | {Kind.BEGIN_DEFERRED}
 _OPENS_TRANSACTION = frozenset(
     {Kind.BEGIN_READ, Kind.BEGIN_DEFERRED, Kind.BEGIN_WRITE, Kind.SAVEPOINT}
@@ -60,10 +61,29 @@ def place(
 def origin_refusal(
     statements: Sequence[StatementInfo], *, keeps_streams: bool, whole: bool, origin: str
 ) -> HranaError | None:
-    """On an origin without streams, a transaction must begin and end in one request
-    (``whole``: a batch or script, not one statement)."""
+    """Why these statements are not sent to the origin, if they are not.
+
+    A statement that surely fails at sqld (``Kind.FAILS``) is never sent, so an origin
+    with more features (``tursodb`` has ``sqlite_dbpage``) does not run it: it fails here
+    as it would at sqld (a batch or script holding one fails whole, where sqld would fail
+    only that step). On an origin without streams, a transaction must begin and end in
+    one request (``whole``: a batch or script, not one statement), and connection state
+    cannot be set: its one connection is every client's.
+    """
+    failing = next((info.fails() for info in statements if info.kind is Kind.FAILS), None)
+    if failing is not None:
+        return failing
     if keeps_streams:
         return None
+    stateful = next((info for info in statements if info.sets_connection_state), None)
+    if stateful is not None:
+        return HranaError(
+            f"the origin {origin} does not keep streams: it runs every client's statements "
+            "on one shared connection, so a connection setting would apply to every client "
+            f"of every POP; the POP does not send it there ({stateful.error}). Use an origin "
+            "that keeps streams (sqld, Turso) to set it per connection",
+            "CONNECTION_STATE_NOT_SUPPORTED",
+        )
     opens = any(info.kind in _OPENS_TRANSACTION for info in statements)
     ends = any(info.kind is Kind.END_TRANSACTION for info in statements)
     if opens and not (whole and ends):

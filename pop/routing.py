@@ -227,6 +227,9 @@ class Router:
             empty = {"params": [], "cols": [], "is_explain": False, "is_readonly": True}
             return Handled({"type": "describe", "result": empty}, Route.NONE)
         info = self._inspector.inspect(statements[0])
+        failure = info.fails()
+        if failure is not None:
+            raise failure
         if info.kind in (Kind.UNKNOWN, Kind.REFUSED):
             result = await self._forwarder.describe(stream.origin, sql)
             return Handled({"type": "describe", "result": result}, Route.ORIGIN)

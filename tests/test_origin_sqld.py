@@ -149,3 +149,22 @@ def test_a_pop_restarted_on_its_file_pulls_only_the_frames_written_meanwhile(
         now = position(second)
         assert now > at_stop
         assert metric(second, "edgepop_sync_frames_pulled_total") == now - at_stop
+
+
+@pytest.mark.parametrize("via", ["sqld", "pop"])
+def test_a_connection_setting_stays_in_the_stream_that_made_it(
+    pair: dict[str, Any], via: str
+) -> None:
+    http = pair[via]
+
+    def foreign_keys(baton: str | None) -> tuple[str, str | None]:
+        answer = _post(http, [execute("PRAGMA foreign_keys")], baton).json()
+        row = answer["results"][0]["response"]["result"]["rows"][0]
+        return row[0]["value"], answer["baton"]
+
+    default, _ = foreign_keys(None)
+    flipped = "0" if default == "1" else "1"
+    setting = _post(http, [execute(f"PRAGMA foreign_keys = {flipped}")]).json()
+    assert setting["results"][0]["type"] == "ok", setting
+    assert foreign_keys(setting["baton"])[0] == flipped  # the stream that set it
+    assert foreign_keys(None)[0] == default  # every other stream

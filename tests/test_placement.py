@@ -112,6 +112,46 @@ def test_an_origin_without_streams_takes_a_transaction_only_whole() -> None:
     assert refusal("BEGIN IMMEDIATE", whole=False, keeps_streams=True) is None
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "PRAGMA foreign_keys = OFF",
+        "pragma FOREIGN_KEYS(0)",
+        "PRAGMA main.defer_foreign_keys = 1",
+        "EXPLAIN PRAGMA foreign_keys = 0",  # SQLite sets flag pragmas while compiling
+    ],
+)
+def test_connection_state_reaches_only_an_origin_that_keeps_streams(sql: str) -> None:
+    # Once, "PRAGMA query_only=1" reached tursodb's one shared connection and every later
+    # write of every POP failed; foreign_keys would switch checks off for every client.
+    def refusal(*, keeps_streams: bool) -> str | None:
+        error = origin_refusal(
+            _infos(sql), keeps_streams=keeps_streams, whole=False, origin="http://o"
+        )
+        return error.code if error else None
+
+    assert refusal(keeps_streams=False) == "CONNECTION_STATE_NOT_SUPPORTED"
+    assert refusal(keeps_streams=True) is None  # sqld scopes it to the client's stream
+
+
+@pytest.mark.parametrize("sql", ["PRAGMA foreign_keys", "PRAGMA user_version = 3"])
+def test_reading_connection_state_or_setting_the_file_goes_to_any_origin(sql: str) -> None:
+    assert origin_refusal(_infos(sql), keeps_streams=False, whole=False, origin="o") is None
+
+
+@pytest.mark.parametrize(
+    "sql", ["SELECT pgno FROM sqlite_dbpage", "SELECT load_extension('/tmp/x.so')"]
+)
+@pytest.mark.parametrize("keeps_streams", [False, True])
+def test_what_surely_fails_at_sqld_is_never_sent(sql: str, keeps_streams: bool) -> None:
+    # Once, tursodb (which has sqlite_dbpage) returned the raw pages of its file.
+    error = origin_refusal(_infos(sql), keeps_streams=keeps_streams, whole=True, origin="o")
+    assert error is not None and error.code == "SQLITE_UNKNOWN"
+    assert place(_infos(sql), TxnState.AUTOCOMMIT, alone=True, replica_is_current=True) is (
+        Route.LOCAL
+    )
+
+
 # -- the path to the origin, on mock origins ------------------------------------------
 
 WRITTEN = {

@@ -58,6 +58,10 @@ def inspector() -> SqlInspector:
         ("SELECT * FROM pragma_table_list", Kind.UNKNOWN),
         ("SELECT count(*) FROM pragma_index_list('t')", Kind.READ),
         ("PRAGMA foreign_keys = ON", Kind.UNKNOWN),
+        # What sqld's SQLite lacks or its authorizer denies fails here as it fails there.
+        ("SELECT pgno FROM sqlite_dbpage", Kind.FAILS),
+        ("UPDATE main.sqlite_dbpage SET data = NULL", Kind.FAILS),
+        ("SELECT load_extension('/tmp/x.so')", Kind.FAILS),
         ("CREATE TABLE u (a)", Kind.WRITE),
         # No-ops against this schema copy (SQLite calls them read-only), not at the origin.
         ("DROP TRIGGER IF EXISTS not_here", Kind.WRITE),

@@ -376,3 +376,34 @@ def test_legacy_bodies_are_read_as_sqld_reads_them(both: Both, body: Any) -> Non
     assert got.status_code == expected.status_code, f"\nPOP:  {got.text}\nsqld: {expected.text}"
     if expected.status_code == 200:
         assert _legacy(both.pop, body["statements"]) == _legacy(both.sqld, body["statements"])
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "VACUUM INTO '/tmp/edge-pop-vacuum-into.db'",
+        "PRAGMA writable_schema=1",
+        "SELECT pgno FROM sqlite_dbpage LIMIT 1",
+        "CREATE TEMP TABLE scratch (a)",
+        "CREATE TABLE temp.scratch (a)",
+        "ATTACH DATABASE '/tmp/edge-pop-attached.db' AS other",
+        "SELECT load_extension('/tmp/nothing')",
+        "SELECT readfile('/etc/passwd')",
+    ],
+)
+def test_statements_acting_on_the_origin_host_are_answered_as_sqld_answers(
+    both: Both, sql: str
+) -> None:
+    # Once, tursodb behind a POP created the VACUUM INTO file on its host, returned raw
+    # pages of sqlite_dbpage, and took a temporary table into its one shared connection.
+    answer = both.agree([execute(sql)])
+    assert answer["results"][0]["type"] == "error"
+
+
+@pytest.mark.parametrize("sql", ["PRAGMA foreign_keys = OFF", "EXPLAIN PRAGMA foreign_keys = 0"])
+def test_connection_settings_never_reach_a_shared_connection(both: Both, sql: str) -> None:
+    # The POP here forwards to tursodb, whose one connection serves every client of every
+    # POP (sqld, which the POP would forward to in the client's own stream, takes it).
+    answer = _call(both.pop, [execute(sql), execute("PRAGMA foreign_keys")])
+    assert answer["results"][0]["error"]["code"] == "CONNECTION_STATE_NOT_SUPPORTED"
+    assert answer["results"][1]["type"] == "ok"

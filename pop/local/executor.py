@@ -26,7 +26,7 @@ class LocalExecutor:
     def execute(self, conn: ReadConnection, prepared: Prepared) -> dict[str, Any]:
         """Run one prepared statement."""
         stmt, info = prepared.stmt, prepared.info
-        refusal = info.refused()
+        refusal = info.refused() or info.fails()
         if refusal is not None:
             raise refusal
         sql = info.sql

@@ -60,6 +60,13 @@ _OBJECT_PRAGMAS = frozenset(
 # Reads of these describe the whole file, where the replica differs from the origin: the
 # engine's bookkeeping tables are in its catalog, its pages are laid out differently.
 _WHOLE_FILE_TABLES = frozenset({"sqlite_master", "sqlite_temp_master", "sqlite_dbpage", "dbstat"})
+# The connection-state PRAGMAs sqld lets a client set (it refuses every other setting).
+_CONNECTION_PRAGMAS = frozenset({"foreign_keys", "defer_foreign_keys"})
+# No table named sqlite_* can be created, so SQLite not knowing one here means sqld's
+# SQLite does not know it either (neither build has sqlite_dbpage, which tursodb has).
+_NO_SUCH_SYSTEM_TABLE = re.compile(r"^no such table: (?:\w+\.)?sqlite_", re.IGNORECASE)
+# Functions sqld's authorizer denies, which would act on the host of whoever runs them.
+_DENIED_FUNCTIONS = frozenset({"load_extension"})
 _PRAGMA = re.compile(
     r"\s*(?:EXPLAIN\s+(?:QUERY\s+PLAN\s+)?)?PRAGMA\s+"
     r"(?:(?:\w+|\"[^\"]*\"|`[^`]*`|\[[^\]]*\])\s*\.\s*)?(\w+)\s*([=(]?)",
@@ -81,6 +88,7 @@ class Kind(enum.Enum):
     RELEASE = "release"  # RELEASE, ROLLBACK TO: ends a savepoint, maybe the transaction
     UNKNOWN = "unknown"  # not answerable here (see StatementInfo.error): the origin decides
     REFUSED = "refused"  # sqld refuses it before running anything (see StatementInfo.refusal)
+    FAILS = "fails"  # sqld fails it when it runs, whatever the schema (StatementInfo.failure)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +109,19 @@ class StatementInfo:
     compile_failed: bool = False  # error is then SQLite's own message from compiling it
     error_offset: int = -1  # where in the text SQLite placed that error, if anywhere
     refusal: tuple[str, str] | None = None  # (message, code), for REFUSED
+    failure: tuple[str, str] | None = None  # (message, code), for FAILS
+    # Sets state of the connection it runs on (PRAGMA foreign_keys = ...), which only an
+    # origin that keeps a connection per stream can scope to the client that asked.
+    sets_connection_state: bool = False
     sqld: SqldVerdict = SERVED_READ
 
     def refused(self) -> HranaError | None:
         """The error sqld answers this statement with before running it, if any."""
         return HranaError(*self.refusal) if self.refusal is not None else None
+
+    def fails(self) -> HranaError | None:
+        """The error sqld answers when this statement runs, if it surely fails there."""
+        return HranaError(*self.failure) if self.failure is not None else None
 
     def compile_error(self, message: str, *, failed_to_compile: bool = False) -> HranaError:
         """An error the origin reported for this statement, in sqld's terms.
@@ -232,13 +248,21 @@ class SqlInspector:
             return _refused(sql, unsupported_statement(statement))
         unsafe = _pragma_not_to_compile(statement)
         if unsafe is not None:
-            return StatementInfo(sql=sql, kind=Kind.UNKNOWN, error=unsafe, sqld=verdict)
+            return StatementInfo(
+                sql=sql,
+                kind=Kind.UNKNOWN,
+                error=unsafe,
+                sets_connection_state=_sets_connection_pragma(statement),
+                sqld=verdict,
+            )
         try:
             return dataclasses.replace(self._prepare(statement, verdict), sql=sql)
         except apsw.Error as exc:
             error = sqlite_error(str(exc), offset=getattr(exc, "error_offset", -1))
             if error.code == "SQL_PARSE_ERROR":  # no schema makes a syntax error valid
                 return _refused(sql, error)
+            if _NO_SUCH_SYSTEM_TABLE.match(str(exc)):
+                return _fails(sql, sqlite_error(str(exc)), verdict)
             return StatementInfo(
                 sql=sql,
                 kind=Kind.UNKNOWN,
@@ -294,6 +318,11 @@ class SqlInspector:
         if not compiled:  # the tokenizer saw a statement that SQLite did not
             return StatementInfo(sql=sql, kind=Kind.UNKNOWN, error="no statement", sqld=verdict)
         seen = compiled[0]
+        if any(
+            code == apsw.SQLITE_FUNCTION and (fourth or "").lower() in _DENIED_FUNCTIONS
+            for code, _, fourth in actions
+        ):
+            return _fails(sql, sqlite_error("not authorized"), verdict)
         catalog = next(
             (third for code, third, _ in actions if _reads_whole_file(code, third)), None
         )
@@ -337,6 +366,12 @@ def _refused(sql: str, error: HranaError) -> StatementInfo:
     return StatementInfo(sql=sql, kind=Kind.REFUSED, refusal=(error.message, error.code))
 
 
+def _fails(sql: str, error: HranaError, verdict: SqldVerdict) -> StatementInfo:
+    return StatementInfo(
+        sql=sql, kind=Kind.FAILS, failure=(error.message, error.code), sqld=verdict
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     """What SQLite reported of a compiled statement."""
@@ -358,6 +393,11 @@ def _pragma_not_to_compile(sql: str) -> str | None:
     if value == "(" and name in _OBJECT_PRAGMAS:
         return None
     return f"PRAGMA {name} is answered by the origin"
+
+
+def _sets_connection_pragma(sql: str) -> bool:
+    match = _PRAGMA.match(strip_comments(sql))
+    return bool(match and match.group(2) and match.group(1).lower() in _CONNECTION_PRAGMAS)
 
 
 def _transaction_kind(operation: str, sql: str, is_readonly: bool) -> Kind:
