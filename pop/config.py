@@ -122,7 +122,7 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="Seconds a client has to send a whole request"
     )
     max_connections: int = Field(
-        default=1000, ge=1, description="Client connections served at once (503 beyond)"
+        default=1000, ge=1, description="Client connections open at once (idle ones give way)"
     )
     sync_timeout: float = Field(
         default=30.0, gt=0, description="Seconds one sync may take before it counts as failed"

@@ -108,6 +108,19 @@ class PopMetrics:
             ["endpoint", "outcome"],
             registry=r,
         )
+        self.open_connections = Gauge(
+            "edgepop_open_connections",
+            "HTTP client connections open (WebSocket connections not included)",
+            registry=r,
+        )
+        self.connections_shed = Counter(
+            "edgepop_connections_shed_total",
+            "At MAX_CONNECTIONS: idle connections closed to make room (idle), new "
+            "connections refused as every one was busy (busy), requests other than probes "
+            "refused on a connection kept for probes (probes_only)",
+            ["reason"],
+            registry=r,
+        )
         self._request_counters: dict[tuple[str, str, str, str], Any] = {}
 
     def count_request(self, endpoint: str, request_type: str, route: str, outcome: str) -> None:

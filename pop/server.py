@@ -11,6 +11,7 @@ import uvicorn
 
 from pop.config import ConfigError, load_settings
 from pop.http.app import create_app
+from pop.http.budget import ConnectionBudget
 from pop.http.guard import guarded_protocol
 from pop.logs import setup_logging
 from pop.replica import ReplicaOpenError
@@ -50,6 +51,11 @@ def serve(env_file: str | None = ".env") -> int:
         # The origin may come up later: serve /ready (503, with this reason) meanwhile.
         log.warning("%s; serving not-ready and retrying", exc)
     app = create_app(service)
+    budget = ConnectionBudget(
+        settings.max_connections,
+        on_shed=lambda reason: service.metrics.connections_shed.labels(reason).inc(),
+    )
+    service.metrics.open_connections.set_function(lambda: len(budget))
     log.info(
         "starting POP",
         extra={"port": settings.port, "region": settings.region, "engine": settings.replica_engine},
@@ -61,8 +67,7 @@ def serve(env_file: str | None = ".env") -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
-        http=guarded_protocol(settings.max_header_bytes, settings.client_read_timeout),
-        limit_concurrency=settings.max_connections,
+        http=guarded_protocol(settings.max_header_bytes, settings.client_read_timeout, budget),
         ws_max_size=settings.max_body_bytes,  # one Hrana message, like one HTTP body
     )
     log.info("POP stopped")

@@ -4,7 +4,9 @@ Without them one unauthenticated client can grow the POP's memory with an endles
 and hold connections open forever by sending half a request. The protocol here refuses a
 request head over a size limit (431) and closes a connection whose request has not fully
 arrived within a time limit (408), counting from when the connection opens or the request
-starts. Everything else is uvicorn's own behaviour.
+starts. It also keeps the number of open connections to ``MAX_CONNECTIONS`` by the rules
+of ``pop.http.budget`` (idle connections give way; probes are answered when everything
+else is busy). Everything else is uvicorn's own behaviour.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from pop.http.budget import PROBE_PATHS, Admission, ConnectionBudget
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +25,7 @@ log = logging.getLogger(__name__)
 class _GuardedProtocol(HttpToolsProtocol):
     max_head_bytes = 16 * 1024
     read_timeout = 10.0
+    budget = ConnectionBudget(1000)  # replaced per server by guarded_protocol()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -27,12 +33,28 @@ class _GuardedProtocol(HttpToolsProtocol):
         self._parsed_head_bytes = 0  # the current head's URL and headers, as parsed
         self._in_head = True
         self._refused = False
+        self._requests_received = 0
         self._read_deadline: asyncio.TimerHandle | None = None
         self._arm_read_deadline()
+        self._admission = self.budget.admit(self)
+        if self._admission is Admission.REFUSED:
+            self._refuse_busy("every connection is busy")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.budget.release(self)
         self._disarm_read_deadline()
         super().connection_lost(exc)
+
+    # What the connection budget asks of a connection (pop.http.budget.Connection).
+    def is_busy(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def has_served(self) -> bool:
+        return self._requests_received > 0
+
+    def shed(self) -> None:
+        self._refused = True
+        self.transport.close()
 
     # A head is measured twice, because neither way sees every case: a head that never
     # ends reaches no parser callback (the parser just buffers it), so raw bytes are
@@ -68,10 +90,26 @@ class _GuardedProtocol(HttpToolsProtocol):
         if self._parsed_head_bytes > self.max_head_bytes:
             self._refuse_head()  # before the app sees the request
             return
+        if self._admission is Admission.PROBES_ONLY and not self._asks_for_a_probe():
+            self.budget.count_probes_only()
+            self._refuse_busy("every other connection is busy; this one serves probes only")
+            return
+        self._requests_received += 1
         super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        self.budget.finished_request(self)
+        super().on_response_complete()
+
+    def _asks_for_a_probe(self) -> bool:
+        try:
+            return httptools.parse_url(self.url).path.decode("ascii") in PROBE_PATHS
+        except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
+            return False
 
     def handle_websocket_upgrade(self) -> None:
         if not self._refused:
+            self.budget.release(self)  # from here on the connection is the app's WebSocket
             super().handle_websocket_upgrade()
 
     def on_body(self, body: bytes) -> None:
@@ -109,6 +147,13 @@ class _GuardedProtocol(HttpToolsProtocol):
             f"request head over {self.max_head_bytes} bytes (MAX_HEADER_BYTES)",
         )
 
+    def _refuse_busy(self, why: str) -> None:
+        self._refuse(
+            503,
+            b"Service Unavailable",
+            f"{why}: {self.budget.limit} client connections are open (MAX_CONNECTIONS); retry",
+        )
+
     def _refuse(self, status: int, phrase: bytes, message: str) -> None:
         self._refused = True
         if self.transport.is_closing():
@@ -122,10 +167,13 @@ class _GuardedProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def guarded_protocol(max_head_bytes: int, read_timeout: float) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol with these limits (pass as ``uvicorn.run(http=...)``)."""
+def guarded_protocol(
+    max_head_bytes: int, read_timeout: float, budget: ConnectionBudget
+) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with these limits (pass as ``uvicorn.run(http=...)``),
+    in place of uvicorn's ``limit_concurrency``, which counts idle connections as busy."""
     return type(
         "GuardedHttpToolsProtocol",
         (_GuardedProtocol,),
-        {"max_head_bytes": max_head_bytes, "read_timeout": read_timeout},
+        {"max_head_bytes": max_head_bytes, "read_timeout": read_timeout, "budget": budget},
     )
