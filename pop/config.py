@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     reader_threads: int = Field(
         default=4, ge=1, le=64, description="Worker threads running local reads"
     )
+    slow_reader_threads: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Further worker threads for local reads running longer than 0.2 s, "
+        "so that they never hold back quick ones",
+    )
     max_sql_bytes: int = Field(
         default=2 * 1024 * 1024, ge=1024, description="Largest SQL text accepted"
     )

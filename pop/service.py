@@ -36,7 +36,12 @@ class PopService:
         self.inspector = SqlInspector()
         engine = engine or open_engine(settings)
         self.pool = ReaderPool(engine)
-        self.runner = LocalRunner(self.pool, settings.reader_threads, settings.statement_timeout)
+        self.runner = LocalRunner(
+            self.pool,
+            settings.reader_threads,
+            settings.statement_timeout,
+            settings.slow_reader_threads,
+        )
         self.replica = Replica(
             settings, engine, self.inspector, self.pool, self.runner, self.metrics
         )

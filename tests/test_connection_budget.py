@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
 import httpx
-import pytest
 
 from pop.devtools.processes import PopProcess
 from pop.http.budget import PROBE_HEADROOM, Admission, ConnectionBudget
@@ -122,8 +121,11 @@ def test_when_every_connection_is_busy_probes_are_still_answered(
             )
             for _ in range(4)
         ]
-        # four runaways, and the connection that asks
-        _wait_for(lambda: metric(pop, "edgepop_open_connections") >= 5)
+        # Nothing else connects until every runaway has sent its read: a connection
+        # that has not sent one yet is idle, and may be closed to make room.
+        time.sleep(1.0)
+        assert not any(runaway.done() for runaway in runaways)
+        assert metric(pop, "edgepop_open_connections") == 5  # and this probe's
         assert httpx.get(f"{pop.url}/health", timeout=10).status_code == 200
         refused = _select_one(pop)
         assert refused.status_code == 503, refused.text
@@ -132,11 +134,3 @@ def test_when_every_connection_is_busy_probes_are_still_answered(
             assert runaway.result().status_code == 200
     assert _select_one(pop).status_code == 200
     assert metric(pop, "edgepop_connections_shed_total", reason="probes_only") >= 1
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met in time")
-        time.sleep(0.05)

@@ -213,7 +213,7 @@ def _pop_session(
     router = Router(
         inspector,
         pool,
-        LocalRunner(pool, workers=1, statement_timeout=5.0),
+        LocalRunner(pool, workers=1, statement_timeout=5.0, slow_workers=1),
         LocalExecutor(max_result_bytes=1 << 20),
         Forwarder(client, inspector),
         replica_is_current=lambda: True,

@@ -38,7 +38,7 @@ def test_cancelled_work_on_a_held_connection_goes_back_to_the_pool_rolled_back(
 ) -> None:
     sqlite3.connect(tmp_path / "db").execute("CREATE TABLE t (x)").connection.commit()
     pool = ReaderPool(cast(ReplicaEngine, SqliteFileEngine(tmp_path / "db")))
-    runner = LocalRunner(pool, workers=1, statement_timeout=30.0)
+    runner = LocalRunner(pool, workers=1, statement_timeout=30.0, slow_workers=1)
 
     async def leave_mid_read() -> Any:
         begun = await runner.run(None, lambda conn: list(conn.execute("BEGIN")))

@@ -4,6 +4,12 @@ A read never runs on the thread that serves every request: a slow or endless que
 stall ``/health`` and every other client. Each piece of work runs on a worker with a
 connection of its own, under a per-statement time limit; past it, or when the client
 goes away, the statement is interrupted and the worker is free again.
+
+Work runs in two lanes, so that cheap reads never queue behind expensive ones: it starts
+in the fast lane (``READER_THREADS`` at once; the rest wait their turn, in order), and
+work still running after ``SLOW_AFTER`` moves to the slow lane, freeing its fast place
+for the next. The slow lane holds ``SLOW_READER_THREADS``; work that turns slow while it
+is full is interrupted with an error that says so, rather than keep a fast place.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ class _Guard:
 
     def __init__(self, timeout: float, cancellation: Cancellation | None) -> None:
         self.timeout = timeout
+        self.in_fast_lane = True
         self.started = time.monotonic()
         self.deadline = self.started + timeout
         self.cancellation = cancellation
@@ -140,11 +147,21 @@ class LocalRunner:
 
     SWEEP_INTERVAL = 0.1
     WATCH_DISCONNECT_AFTER = 0.2
+    SLOW_AFTER = 0.2
 
-    def __init__(self, pool: ReaderPool, workers: int, statement_timeout: float) -> None:
+    def __init__(
+        self, pool: ReaderPool, workers: int, statement_timeout: float, slow_workers: int
+    ) -> None:
         self._pool = pool
         self._statement_timeout = statement_timeout
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="replica-reader")
+        # Submitted work always holds a fast place or a slow one, so the executor has a
+        # thread for it at once: nothing waits inside the executor, where order is lost.
+        self._executor = ThreadPoolExecutor(
+            workers + slow_workers, thread_name_prefix="replica-reader"
+        )
+        self._fast_places = asyncio.Semaphore(workers)
+        self._slow_places = slow_workers
+        self._slow_running = 0
         self._running: set[_Guard] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -161,8 +178,20 @@ class LocalRunner:
         if self._sweeper is None:
             self._loop = asyncio.get_running_loop()
             self._sweeper = self._loop.create_task(self._sweep(), name="statement-time-limit")
-        conn = held or self._pool.take_idle()
+        await self._fast_places.acquire()
         guard = _Guard(self._statement_timeout, current_cancellation.get())
+        try:
+            return await self._run_guarded(held, work, guard)
+        finally:
+            if guard.in_fast_lane:
+                self._fast_places.release()
+            else:
+                self._slow_running -= 1
+
+    async def _run_guarded(
+        self, held: ReadConnection | None, work: Callable[[ReadConnection], T], guard: _Guard
+    ) -> Done[T]:
+        conn = held or self._pool.take_idle()
         if guard.cancellation is not None:
             guard.cancellation.callbacks.append(guard.interrupt_for_disconnect)
 
@@ -201,8 +230,22 @@ class LocalRunner:
                     guard.interrupt(
                         f"the statement ran longer than {guard.timeout:g} s (STATEMENT_TIMEOUT)"
                     )
-                elif guard.cancellation and now - guard.started > self.WATCH_DISCONNECT_AFTER:
+                    continue
+                if guard.in_fast_lane and now - guard.started > self.SLOW_AFTER:
+                    self._to_slow_lane(guard)
+                if guard.cancellation and now - guard.started > self.WATCH_DISCONNECT_AFTER:
                     guard.cancellation.watch()
+
+    def _to_slow_lane(self, guard: _Guard) -> None:
+        if self._slow_running < self._slow_places:
+            guard.in_fast_lane = False
+            self._slow_running += 1
+            self._fast_places.release()
+        else:
+            guard.interrupt(
+                f"it ran longer than {self.SLOW_AFTER:g} s while {self._slow_places} slow "
+                "reads were running already (SLOW_READER_THREADS); retry it later"
+            )
 
     def _give_back_when_done(self, submitted: Future[_Outcome]) -> None:
         # On the worker thread: the pool is the event loop's, so hand over to it.
