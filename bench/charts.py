@@ -151,20 +151,43 @@ def _read_throughput(table: Table) -> Figure:
     return figure
 
 
-def _memory(table: Table) -> Figure:
-    probes = table.column("probe")
-    columns = [name for name in table.header if name != "probe"]
-    figure, axes = plt.subplots(figsize=(8, 0.6 * len(probes) + 1.6))
+def _grouped_bars(
+    labels: list[str], table: Table, columns: list[str], *, log: bool = False
+) -> tuple[Figure, Axes]:
+    """One horizontal bar per column for each row, the rows labelled ``labels``."""
+    figure, axes = plt.subplots(figsize=(8, 0.6 * len(labels) + 1.6))
     height = 0.8 / len(columns)
     for index, (colour, name) in enumerate(zip(_COLOURS, columns, strict=False)):
-        offsets = [row + (index - (len(columns) - 1) / 2) * height for row in range(len(probes))]
+        offsets = [row + (index - (len(columns) - 1) / 2) * height for row in range(len(labels))]
         axes.barh(offsets, table.numbers(name), height, label=name, color=colour)
-    axes.set_yticks(list(range(len(probes))), probes, fontsize=8)
+    axes.set_yticks(list(range(len(labels))), labels, fontsize=8)
     axes.invert_yaxis()
-    axes.set_xlabel("resident memory of one POP, MB")
-    axes.grid(True, axis="x", alpha=0.3)
+    if log:
+        axes.set_xscale("log")
+        axes.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axes.xaxis.set_major_formatter(_PLAIN)
+        axes.xaxis.set_minor_formatter(ticker.NullFormatter())
+    axes.grid(True, axis="x", which="both", alpha=0.3)
     axes.legend(fontsize=8)
+    return figure, axes
+
+
+def _memory(table: Table) -> Figure:
+    columns = [name for name in table.header if name != "probe"]
+    figure, axes = _grouped_bars(table.column("probe"), table, columns)
+    axes.set_xlabel("resident memory of one POP, MB")
     axes.set_title("POP memory before, at the peak of, and after each probe")
+    return figure
+
+
+def _flood(table: Table) -> Figure:
+    labels = [
+        f"{probe}\n{condition}"
+        for condition, probe in zip(table.column("condition"), table.column("probe"), strict=True)
+    ]
+    figure, axes = _grouped_bars(labels, table, ["p50 ms", "p99 ms", "max ms"], log=True)
+    axes.set_xlabel("ms on a new connection (log scale; less is better)")
+    axes.set_title("Probes and a quick read, quiet and under a flood")
     return figure
 
 
@@ -174,6 +197,7 @@ CHARTS: dict[str, Callable[[Table], Figure]] = {
     "read_throughput": _read_throughput,
     "read_per_core": _read_throughput,
     "memory": _memory,
+    "flood": _flood,
 }
 
 
