@@ -26,6 +26,7 @@ import httpx
 from pop.config import Settings
 from pop.engines.base import Description, Rows, SyncResult, WrongOrigin, replica_size_bytes
 from pop.engines.libsql_sync import SyncProcess
+from pop.sql.pragma_guard import only_object_pragmas
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,8 @@ class SqliteReader:
     def __init__(self, path: Path) -> None:
         self._conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
         self._conn.set_busy_timeout(_READER_BUSY_MS)
+        # Only reads the inspector let through run here; this holds even if one slipped by.
+        self._conn.authorizer = only_object_pragmas
         self._description: Any = None
 
     @property

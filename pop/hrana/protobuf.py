@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 
 from pop.hrana import hrana_pb2 as pb
 from pop.hrana.errors import ProtocolError
+from pop.hrana.values import decode_blob
 
 # What sqld sends: a pipeline's answer as protobuf; a cursor's as a bare byte stream.
 PIPELINE_CONTENT_TYPE = b"application/x-protobuf"
@@ -263,7 +264,7 @@ def _value_out(value: Json) -> pb.Value:
         return pb.Value(float=value["value"])
     if kind == "text":
         return pb.Value(text=value["value"])
-    return pb.Value(blob=base64.b64decode(value["base64"] + "=" * (-len(value["base64"]) % 4)))
+    return pb.Value(blob=decode_blob(value["base64"]))
 
 
 def _integer(value: Any) -> int | None:

@@ -12,10 +12,12 @@ sent to the origin, which has the final word.
 PRAGMA statements are the exception: SQLite applies many of them while *compiling*
 (``PRAGMA hard_heap_limit=1`` changes the whole process; ``EXPLAIN PRAGMA query_only=0``
 flips a connection flag), so only the pragmas that describe one table or index are ever
-compiled here, and every other PRAGMA goes to the origin uncompiled. The ``pragma_*``
-table-valued functions need no such care (SQLite lets them only read), but those and the
-catalog (``sqlite_schema``) describe the whole file, and the replica's file is not the
-origin's: the engine keeps its own tables in it. Statements reading them are unknown.
+compiled here, and every other PRAGMA goes to the origin uncompiled; should a spelling get
+past that, SQLite's authorizer denies it before it applies (``pop.sql.pragma_guard``). The
+``pragma_*`` table-valued functions need no such care (SQLite lets them only read), but
+those and the catalog (``sqlite_schema``) describe the whole file, and the replica's file
+is not the origin's: the engine keeps its own tables in it. Statements reading them are
+unknown.
 """
 
 from __future__ import annotations
@@ -40,23 +42,10 @@ from pop.hrana.errors import (
     sqlite_error,
     unsupported_statement,
 )
+from pop.sql.pragma_guard import OBJECT_PRAGMAS, allows_pragma
 from pop.sql.script import leading_words, split_script, strip_comments
 from pop.sql.sqld_rules import SERVED_READ, SqldVerdict, sqld_verdict
 
-# The only PRAGMAs answered here: each describes one named object, which the replica holds
-# exactly as the origin does. Every other PRAGMA reports or sets something of a file or a
-# connection (page counts, the schema cookie, the POP's own SQLite build), so it runs at
-# the origin, uncompiled.
-_OBJECT_PRAGMAS = frozenset(
-    {
-        "table_info",
-        "table_xinfo",
-        "index_info",
-        "index_xinfo",
-        "index_list",
-        "foreign_key_list",
-    }
-)
 # Reads of these describe the whole file, where the replica differs from the origin: the
 # engine's bookkeeping tables are in its catalog, its pages are laid out differently.
 _WHOLE_FILE_TABLES = frozenset({"sqlite_master", "sqlite_temp_master", "sqlite_dbpage", "dbstat"})
@@ -285,9 +274,13 @@ class SqlInspector:
         """Compile ``sql`` without running it; what SQLite says of it."""
         actions: list[tuple[int, str | None, str | None]] = []
         compiled: list[_Compiled] = []
+        denied: list[str] = []
 
         def authorize(code: int, third: str | None, fourth: str | None, *_: object) -> int:
             actions.append((code, third, fourth))
+            if not allows_pragma(code, third):
+                denied.append(third or "")
+                return apsw.SQLITE_DENY  # before SQLite applies it (pop.sql.pragma_guard)
             return apsw.SQLITE_OK
 
         def stop_before_running(cursor: apsw.Cursor, first: str, _: object) -> bool:
@@ -313,6 +306,11 @@ class SqlInspector:
             cursor.execute(sql, apsw._null_bindings, can_cache=False)  # type: ignore[attr-defined]
         except apsw.ExecTraceAbort:
             pass
+        except apsw.AuthError:
+            if not denied:
+                raise
+            error = f"PRAGMA {denied[0].lower()} is answered by the origin"
+            return StatementInfo(sql=sql, kind=Kind.UNKNOWN, error=error, sqld=verdict)
         finally:
             self._db.authorizer = None
         if not compiled:  # the tokenizer saw a statement that SQLite did not
@@ -390,7 +388,7 @@ def _pragma_not_to_compile(sql: str) -> str | None:
     if match is None:
         return None
     name, value = match.group(1).lower(), match.group(2)
-    if value == "(" and name in _OBJECT_PRAGMAS:
+    if value == "(" and name in OBJECT_PRAGMAS:
         return None
     return f"PRAGMA {name} is answered by the origin"
 
@@ -414,7 +412,7 @@ def _transaction_kind(operation: str, sql: str, is_readonly: bool) -> Kind:
 
 
 def _sets_pragma(name: str | None, value: str | None) -> bool:
-    return value is not None and (name or "").lower() not in _OBJECT_PRAGMAS
+    return value is not None and (name or "").lower() not in OBJECT_PRAGMAS
 
 
 def _changes_schema(sql: str) -> bool:
@@ -427,5 +425,5 @@ def _reads_whole_file(code: int, table: str | None) -> bool:
         return False
     table = table.lower()
     if table.startswith("pragma_"):
-        return table.removeprefix("pragma_") not in _OBJECT_PRAGMAS
+        return table.removeprefix("pragma_") not in OBJECT_PRAGMAS
     return table in _WHOLE_FILE_TABLES

@@ -21,28 +21,12 @@ from pop.sync.messages import SyncMessage, database_key
 from pop_operator.rbac import CLUSTER_RULES, NAMESPACE_RULES
 from pop_operator.render.statefulset import CONFIG_HASH_ANNOTATION
 from tests.operator.cluster import ApiError, Kube, OperatorProcess, wait_until
+from tests.operator.example import apply_example, apply_redis_secret
 from tests.operator.metrics_server import lag_metrics_server
-from tests.operator.samples import REPO_ROOT, example_body
+from tests.operator.samples import example_body
 
 StartOperator = Callable[..., OperatorProcess]
 TIMEOUT = 30
-
-
-def _edgepop_yaml(name: str = "shop", **spec_changes: Any) -> str:
-    body = example_body()
-    body["metadata"]["name"] = name
-    body["spec"].update(spec_changes)
-    return yaml.safe_dump(body)
-
-
-def _apply_example(kube: Kube, ns: str, **spec_changes: Any) -> dict[str, Any]:
-    secrets = (REPO_ROOT / "k8s/examples/secrets.yaml").read_text()
-    assert kube.apply_yaml(secrets, ns).returncode == 0
-    proc = kube.apply_yaml(_edgepop_yaml(**spec_changes), ns)
-    assert proc.returncode == 0, proc.stderr
-    edgepop = kube.get("EdgePop", ns, "shop")
-    assert edgepop is not None
-    return edgepop
 
 
 def _condition(edgepop: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
@@ -157,7 +141,7 @@ def test_example_creates_children_then_reports_ready(
 ) -> None:
     operator = start_operator()
     operator.wait_role("leader")
-    edgepop = _apply_example(kube, namespace)
+    edgepop = apply_example(kube, namespace)
     uid = edgepop["metadata"]["uid"]
 
     wait_until(
@@ -242,7 +226,7 @@ def _live_claims(kube: Kube, ns: str) -> list[str]:
 def _example_running(kube: Kube, namespace: str, start_operator: StartOperator) -> dict[str, Any]:
     """An operator leading, the example EdgePop's StatefulSets created; return us-east's."""
     start_operator().wait_role("leader")
-    _apply_example(kube, namespace)
+    apply_example(kube, namespace)
     wait_until(lambda: len(_statefulsets(kube, namespace)) == 2, TIMEOUT, "two regions")
     us_east = kube.get("StatefulSet", namespace, "shop-us-east")
     assert us_east is not None
@@ -272,12 +256,12 @@ def _claim(kube: Kube, ns: str, region: str) -> None:
 
 def test_edits_converge(kube: Kube, namespace: str, start_operator: StartOperator) -> None:
     start_operator().wait_role("leader")
-    _apply_example(kube, namespace, regions=[_region("eu-west"), _region("us-east")])
+    apply_example(kube, namespace, regions=[_region("eu-west"), _region("us-east")])
     wait_until(lambda: len(_statefulsets(kube, namespace)) == 2, TIMEOUT, "two regions")
     _claim(kube, namespace, "us-east")
 
     # Add a region, remove one: its StatefulSet goes, its volume stays (Retain).
-    _apply_example(kube, namespace, regions=[_region("eu-west"), _region("ap-south", 3)])
+    apply_example(kube, namespace, regions=[_region("eu-west"), _region("ap-south", 3)])
     wait_until(
         lambda: _statefulsets(kube, namespace) == ["shop-ap-south", "shop-eu-west"],
         TIMEOUT,
@@ -298,7 +282,7 @@ def test_edits_converge(kube: Kube, namespace: str, start_operator: StartOperato
     before = kube.get("StatefulSet", namespace, "shop-eu-west")
     assert before is not None
     sync = example_body()["spec"]["sync"]
-    _apply_example(
+    apply_example(
         kube,
         namespace,
         image="ghcr.io/edge-pop/edge-pop:v2",
@@ -320,7 +304,7 @@ def test_edits_converge(kube: Kube, namespace: str, start_operator: StartOperato
 
     # With dataRetention: Delete, a removed region's volumes go too.
     _claim(kube, namespace, "ap-south")
-    _apply_example(kube, namespace, dataRetention="Delete", regions=[_region("eu-west")])
+    apply_example(kube, namespace, dataRetention="Delete", regions=[_region("eu-west")])
     wait_until(
         lambda: _live_claims(kube, namespace) == ["data-shop-us-east-0"],
         TIMEOUT,
@@ -334,9 +318,7 @@ def test_volume_size_change_replaces_the_statefulset(
 ) -> None:
     old = _example_running(kube, namespace, start_operator)
     regions = example_body()["spec"]["regions"]
-    _apply_example(
-        kube, namespace, regions=[regions[0], {**regions[1], "storage": {"size": "9Gi"}}]
-    )
+    apply_example(kube, namespace, regions=[regions[0], {**regions[1], "storage": {"size": "9Gi"}}])
 
     def replaced() -> dict[str, Any] | None:
         sts = kube.get("StatefulSet", namespace, "shop-us-east")
@@ -377,7 +359,7 @@ def test_killed_mid_reconcile_converges_on_restart(
     first = start_operator()
     first.wait_role("leader")
     regions = [_region(f"r{i:02d}") for i in range(40)]
-    _apply_example(kube, namespace, regions=regions)
+    apply_example(kube, namespace, regions=regions)
 
     partial = wait_until(
         lambda: len(_statefulsets(kube, namespace)) or None,
@@ -421,7 +403,7 @@ def test_service_monitor_per_region_when_its_crd_exists(
 ) -> None:
     install_service_monitor_crd()
     start_operator().wait_role("leader")
-    uid = _apply_example(kube, namespace)["metadata"]["uid"]  # monitoring.serviceMonitor: true
+    uid = apply_example(kube, namespace)["metadata"]["uid"]  # monitoring.serviceMonitor: true
     regions = ["eu-west", "us-east"]
     wait_until(
         lambda: (
@@ -451,7 +433,7 @@ def test_service_monitor_per_region_when_its_crd_exists(
         assert ("http", 3000) in {(p["name"], p["port"]) for p in client["spec"]["ports"]}
 
     # Switched off: the ServiceMonitors go and the pods carry the annotations again.
-    _apply_example(kube, namespace, monitoring={"serviceMonitor": False})
+    apply_example(kube, namespace, monitoring={"serviceMonitor": False})
     wait_until(
         lambda: _monitoring(kube, namespace, regions) == ([], [True, True]),
         TIMEOUT,
@@ -468,7 +450,7 @@ def test_service_monitor_crd_installed_later_is_used_after_a_restart(
     """The CRD is looked up on every reconcile, not watched (docs/operator.md)."""
     operator = start_operator()
     operator.wait_role("leader")
-    _apply_example(kube, namespace, regions=[_region("eu-west")])
+    apply_example(kube, namespace, regions=[_region("eu-west")])
     regions = ["eu-west"]
     wait_until(lambda: _annotated(kube, namespace, regions) == [True], TIMEOUT, "annotations")
     install_service_monitor_crd()
@@ -481,16 +463,6 @@ def test_service_monitor_crd_installed_later_is_used_after_a_restart(
         TIMEOUT,
         "the ServiceMonitor after the restart, pods without scrape annotations",
     )
-
-
-def _redis_secret(kube: Kube, ns: str, url: str) -> None:
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "shop-redis"},
-        "stringData": {"url": url},
-    }
-    assert kube.apply_yaml(yaml.safe_dump(secret), ns).returncode == 0
 
 
 def _subscribe(url: str) -> redis.client.PubSub:
@@ -516,8 +488,8 @@ def test_sync_annotation_publishes_on_redis(
 ) -> None:
     operator = start_operator()
     operator.wait_role("leader")
-    _apply_example(kube, namespace)
-    _redis_secret(kube, namespace, redis_url)
+    apply_example(kube, namespace)
+    apply_redis_secret(kube, namespace, redis_url)
     subscriber = _subscribe(redis_url)
     _wait_condition(kube, namespace, "Progressing", "True", 1)
 
@@ -559,8 +531,8 @@ def test_lagging_region_gets_a_sync(
     kube: Kube, namespace: str, start_operator: StartOperator, redis_url: str
 ) -> None:
     start_operator().wait_role("leader")
-    _apply_example(kube, namespace, regions=[_region("eu-west")])
-    _redis_secret(kube, namespace, redis_url)
+    apply_example(kube, namespace, regions=[_region("eu-west")])
+    apply_redis_secret(kube, namespace, redis_url)
     subscriber = _subscribe(redis_url)
     sts = wait_until(
         lambda: kube.get("StatefulSet", namespace, "shop-eu-west"), TIMEOUT, "StatefulSet"
@@ -644,7 +616,7 @@ def test_one_leader_among_replicas(
 
     leader.kill()  # no clean release: the standby waits for the Lease to expire
     standby.wait_role("leader", timeout=TIMEOUT)
-    _apply_example(kube, namespace)
+    apply_example(kube, namespace)
     wait_until(
         lambda: len(_statefulsets(kube, namespace)) == 2, TIMEOUT, "the new leader reconciles"
     )

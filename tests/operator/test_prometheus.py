@@ -21,8 +21,8 @@ from pop.devtools.processes import PopProcess, PrometheusServer, RedisProcess, S
 from tests.conftest import SCHEMA
 from tests.helpers import Target, running
 from tests.operator.cluster import Kube
+from tests.operator.example import apply_example, apply_redis_secret
 from tests.operator.monitoring import TOKEN, check_every_panel, drive_traffic
-from tests.operator.test_apiserver import _apply_example, _redis_secret
 
 POP_NAMESPACE = "shop"
 OPERATOR_LABELS = {"namespace": "edge-pop-system", "pod": "edge-operator-0"}
@@ -76,8 +76,8 @@ def test_every_panel_returns_data_from_real_pops_and_the_operator(
     }
     operator = start_operator(EDGEPOP_OPERATOR_LAG_CHECK_SECONDS="1")
     operator.wait_role("leader")
-    _apply_example(kube, namespace)
-    _redis_secret(kube, namespace, redis.url)
+    apply_example(kube, namespace)
+    apply_redis_secret(kube, namespace, redis.url)
     targets = [
         (
             f"{pop.host}:{pop.port}",
