@@ -29,8 +29,7 @@ import httpx
 from bench.machine import latency_cells, markdown_table, report
 from pop.devtools.processes import PopProcess, TursodbOrigin
 from tests.conftest import _ensure
-
-ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+from tests.helpers import ENDLESS, metric_at
 
 
 def _pipeline(sql: str) -> dict[str, object]:
@@ -116,15 +115,6 @@ def sample(pop: PopProcess, samples: int) -> dict[str, tuple[list[float], int]]:
     return out
 
 
-def metric_sum(pop: PopProcess, name: str) -> float:
-    text = httpx.get(f"{pop.url}/metrics", timeout=30).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and not line.startswith("#")
-    )
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--idle", type=int, default=1000, help="idle connections (1000)")
@@ -147,7 +137,7 @@ def main() -> int:
                 flooded = sample(pop, args.samples)
                 condition = f"{args.idle:,} idle connections + {args.runaways} runaway reads"
                 rows += _rows(condition, flooded)
-            shed = metric_sum(pop, "edgepop_connections_shed_total")
+            shed = metric_at(pop.url, "edgepop_connections_shed_total")
         finally:
             pop.stop()
             origin.stop()

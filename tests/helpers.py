@@ -25,6 +25,10 @@ class Target:
         return loopback_client(self.url, headers={"Authorization": f"Bearer {self.token}"})
 
 
+# A read that never ends by itself: only STATEMENT_TIMEOUT or an interrupt stops it.
+ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+
+
 def pipeline(
     client: httpx.Client,
     requests: list[dict[str, Any]],

@@ -17,9 +17,7 @@ import httpx
 
 from pop.devtools.processes import PopProcess
 from pop.http.budget import PROBE_HEADROOM, Admission, ConnectionBudget
-from tests.helpers import execute, metric
-
-ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+from tests.helpers import ENDLESS, execute, metric
 
 
 class FakeConnection:

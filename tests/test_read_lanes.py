@@ -12,9 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pop.devtools.processes import PopProcess
-from tests.helpers import execute
-
-ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+from tests.helpers import ENDLESS, execute
 
 
 def _read(pop: PopProcess, sql: str) -> dict[str, Any]:

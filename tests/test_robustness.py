@@ -16,9 +16,8 @@ import httpx
 import pytest
 
 from pop.devtools.processes import PopProcess
-from tests.helpers import execute, pipeline, rows
+from tests.helpers import ENDLESS, execute, pipeline, rows
 
-ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
 LIMITS = {
     "STATEMENT_TIMEOUT": "1.5",
     "READER_THREADS": "2",
