@@ -14,7 +14,8 @@ def main(argv: list[str] | None = None) -> int:
         description=(
             "A POP serving a Turso/libSQL database from a local replica: reads answered "
             "locally, writes forwarded to the origin. Configured by environment variables "
-            "(TURSO_DATABASE_URL, TURSO_AUTH_TOKEN, PROXY_AUTH_TOKEN, TURSO_SYNC_INTERVAL, "
+            "(TURSO_DATABASE_URL, TURSO_AUTH_TOKEN, PROXY_AUTH_TOKEN, AUTH_JWT_KEY_FILE, "
+            "TURSO_SYNC_INTERVAL, "
             "DB_FILEPATH, REPLICA_ENGINE, REDIS_CONNECTION_STRING, REDIS_SYNC_CHANNEL, PORT, "
             "REGION, LOG_LEVEL) or a .env file."
         ),

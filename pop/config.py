@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pop.http.auth import load_jwt_keys
 
 # Named here, where they are settings; pop.contract exports them to the operator.
 Engine = Literal["libsql", "turso"]
@@ -39,7 +42,19 @@ class Settings(BaseSettings):
     turso_auth_token: SecretStr | None = Field(
         default=None, description="Bearer token for the origin (required for remote origins)"
     )
-    proxy_auth_token: SecretStr = Field(description="Bearer token clients present to the POP")
+    proxy_auth_token: SecretStr = Field(
+        description="Bearer token clients present to the POP (it may read and write)"
+    )
+    auth_jwt_key_file: Path | None = Field(
+        default=None,
+        description="File of Ed25519 public keys (PEM, several may be concatenated, or "
+        "URL-safe base64) whose EdDSA JWTs clients may present, as sqld's "
+        "--auth-jwt-key-file: claim a=ro reads only, a=rw or none reads and writes",
+    )
+    auth_jwt_key: str | None = Field(
+        default=None,
+        description="The same keys as AUTH_JWT_KEY_FILE, given in the variable itself",
+    )
     turso_sync_interval: float = Field(
         default=60.0, gt=0, description="Seconds between background syncs"
     )
@@ -197,6 +212,25 @@ class Settings(BaseSettings):
                 "(only http:// origins may run without one)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _readable_jwt_keys(self) -> Settings:
+        self.jwt_public_keys()
+        return self
+
+    def jwt_public_keys(self) -> list[Ed25519PublicKey]:
+        """The keys of AUTH_JWT_KEY and AUTH_JWT_KEY_FILE (none: JWTs are not accepted)."""
+        keys = []
+        if self.auth_jwt_key is not None and self.auth_jwt_key.strip():
+            keys += load_jwt_keys(self.auth_jwt_key, "AUTH_JWT_KEY")
+        if self.auth_jwt_key_file is not None:
+            source = f"AUTH_JWT_KEY_FILE {self.auth_jwt_key_file}"
+            try:
+                text = self.auth_jwt_key_file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{source}: cannot be read ({exc})") from None
+            keys += load_jwt_keys(text, source)
+        return keys
 
     @property
     def origin_http_url(self) -> str:

@@ -24,6 +24,7 @@ from pop.replica import Replica
 from pop.routing import Router
 from pop.session import Session
 from pop.sql.inspector import SqlInspector
+from pop.sql.write_check import WriteCheck
 from pop.watchdog import LoopWatchdog
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class PopService:
             server="POP",
             replica=self.replica,
             owner=settings.peer_name,
+            write_check=WriteCheck(self.inspector.inspect),
         )
         self.watchdog = LoopWatchdog(settings.watchdog_timeout)
         self.metrics.info.info(

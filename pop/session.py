@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,11 +24,13 @@ from pop.hrana.errors import (
     OutcomeUnknown,
     ProtocolError,
     error_result,
+    write_forbidden,
 )
 from pop.hrana.messages import CloseReq, PipelineBody, StreamRequest
 from pop.limits import Limits
 from pop.local.runner import Done
 from pop.metrics import PopMetrics
+from pop.sql.write_check import WriteCheck
 from pop.streams import Stream, StreamRegistry, TxnState
 
 log = logging.getLogger(__name__)
@@ -121,24 +124,33 @@ class Session:
         server: str,
         replica: ReplicaFreshness | None = None,
         owner: str | None = None,
+        write_check: WriteCheck | None = None,
     ) -> None:
         """``replica``: the replica to keep fresh after writes (none for the gateway);
-        ``owner``: this server's name in its batons (``pop.streams.baton_owner``)."""
+        ``owner``: this server's name in its batons (``pop.streams.baton_owner``);
+        ``write_check``: what read-only callers may not run (none: they run nothing)."""
         self._backend = backend
         self.streams = StreamRegistry(idle_timeout, on_expire=self._expire, owner=owner)
         self._limits = limits
         self._metrics = metrics
         self._replica = replica
         self._held = 0  # streams from open() not closed yet (WebSocket streams)
+        self._write_check = write_check
         self._internal_error = f"internal error in the {server}; see its log"
 
-    async def pipeline(self, body: PipelineBody, endpoint: str) -> Answer:
+    async def pipeline(
+        self, body: PipelineBody, endpoint: str, *, read_only: bool = False
+    ) -> Answer:
+        """Run a pipeline call; ``read_only``: its caller may not write (a token with
+        claim ``a`` = ``ro``), and a call that would is refused whole."""
         self._limits.check_pipeline(len(body.requests))
         stream = self.streams.take(body.baton) if body.baton else self.streams.open()
         results: list[dict[str, Any]] = []
         routes: set[Route] = set()
         closed = False
         try:
+            if read_only:
+                self.refuse_writes(body.requests, stream.sqls)
             async with self._backend.holding(stream):
                 for request in body.requests:
                     if closed:
@@ -159,7 +171,13 @@ class Session:
         return Answer({"baton": baton, "base_url": None, "results": results}, _summary(routes))
 
     async def one(
-        self, baton: str | None, request: StreamRequest, endpoint: str, *, keep: bool = True
+        self,
+        baton: str | None,
+        request: StreamRequest,
+        endpoint: str,
+        *,
+        keep: bool = True,
+        read_only: bool = False,
     ) -> tuple[str | None, dict[str, Any], Route]:
         """One request on the stream ``baton`` names (a new one if None).
 
@@ -169,6 +187,8 @@ class Session:
         stream = self.streams.take(baton) if baton else self.streams.open()
         parked: str | None = None
         try:
+            if read_only:
+                self.refuse_writes([request], stream.sqls)
             result, route = await self.run(stream, request, endpoint)
         finally:
             if keep:
@@ -190,6 +210,12 @@ class Session:
             if stream.state is TxnState.LOCAL_TXN:
                 stream.hold_local(None)
             raise
+
+    def refuse_writes(self, requests: Sequence[StreamRequest], stored: Mapping[int, str]) -> None:
+        """Raise sqld's 403 if a read-only caller's ``requests`` would write."""
+        if self._write_check is None:
+            raise write_forbidden()
+        self._write_check.refuse(requests, stored)
 
     def open(self, *, sqls: dict[int, str] | None = None) -> Stream:
         """A stream its caller keeps (a WebSocket's), with no baton and no idle timeout;

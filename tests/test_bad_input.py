@@ -133,8 +133,18 @@ def test_malformed_body(body: bytes, words: tuple[str, ...], client: httpx.Clien
     _assert_protocol_error(response, 400, *words)
 
 
-@pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic abc", "Bearer"])
-def test_missing_or_wrong_token(header: str | None, pop: PopProcess, origin: TursodbOrigin) -> None:
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (None, "Expected authorization header but none given"),
+        ("Bearer wrong", "The token is not this POP's PROXY_AUTH_TOKEN"),
+        ("Basic abc", "The authentication scheme in the `Authorization` HTTP header is"),
+        ("Bearer", "Auth string does not conform to '<scheme> <token>' form"),
+    ],
+)
+def test_missing_or_wrong_token(
+    header: str | None, reason: str, pop: PopProcess, origin: TursodbOrigin
+) -> None:
     headers = {"Authorization": header} if header else {}
     key = f"unauth-{header}"
     response = httpx.post(
@@ -142,7 +152,7 @@ def test_missing_or_wrong_token(header: str | None, pop: PopProcess, origin: Tur
         json={"baton": None, "requests": [_marker_insert(key)]},
         headers=headers,
     )
-    _assert_protocol_error(response, 401, "bearer token")
+    _assert_protocol_error(response, 401, f"Unauthorized: `{reason}")
     assert pop.token not in response.text
     _assert_not_written(origin, pop, key)
 

@@ -112,7 +112,7 @@ def test_a_baton_naming_a_pop_that_is_gone_ends_the_stream_clearly(
 
 def _peers(handler: Any) -> Peers:
     template = "http://{peer}.pops.shop.svc:3000"
-    return Peers("pop-0", template, TOKEN, 5, PopMetrics(), transport=httpx.MockTransport(handler))
+    return Peers("pop-0", template, 5, PopMetrics(), transport=httpx.MockTransport(handler))
 
 
 def test_which_calls_are_passed_on_and_where() -> None:
@@ -135,7 +135,7 @@ def test_a_call_sent_but_never_answered_has_an_unknown_outcome() -> None:
         raise httpx.ReadTimeout("no answer", request=request)
 
     peers = _peers(time_out)
-    call = Call(b"{}", "v3_pipeline", "/v3/pipeline")
+    call = Call(b"{}", "v3_pipeline", "/v3/pipeline", authorization=f"Bearer {TOKEN}")
     with pytest.raises(ProtocolError) as failed:
         asyncio.run(peers.forward("http://pop-1.pops.shop.svc:3000", call))
     assert (failed.value.code, failed.value.status) == ("PEER_OUTCOME_UNKNOWN", 502)

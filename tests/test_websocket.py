@@ -81,7 +81,10 @@ def test_a_wrong_token_gets_a_hello_error_and_the_connection_ends(pop: PopProces
         hrana = Hrana(ws)
         answer = hrana.hello("not-the-token")
         assert answer["type"] == "hello_error"
-        assert answer["error"]["code"] == "UNAUTHORIZED"
+        assert answer["error"] == {
+            "message": "Authentication failed: The token is not this POP's PROXY_AUTH_TOKEN",
+            "code": "AUTH_TOKEN_INVALID",
+        }
         with pytest.raises(ConnectionClosed):
             hrana.receive()
 

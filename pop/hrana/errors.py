@@ -162,6 +162,16 @@ def error_result(exc: HranaError | ProtocolError) -> dict[str, Any]:
     return {"type": "error", "error": {"message": exc.message, "code": exc.code}}
 
 
+def write_forbidden() -> ProtocolError:
+    """A read-only token's call that holds a write: refused whole (HTTP 403), nothing run."""
+    return ProtocolError(
+        "Authorization forbidden: Current session doesn't not have Write permission to "
+        "namespace default",
+        code="AUTH_FORBIDDEN",
+        status=403,
+    )
+
+
 def no_statement() -> HranaError:
     return HranaError("SQL string does not contain any statement", "SQL_NO_STATEMENT")
 

@@ -26,6 +26,7 @@ from pop import __version__
 from pop.contract import HEALTH_PATH, METRICS_PATH, READY_PATH
 from pop.hrana.messages import BatchReq, LegacyBody, parse_body
 from pop.http import cursor, legacy
+from pop.http.auth import Authenticator
 from pop.http.encodings import JSON_ENCODING, PROTOBUF_ENCODING, Encoding
 from pop.http.endpoint import JSON, Call, DataEndpoint, DataHandler, Reply
 from pop.http.peers import Peers
@@ -62,16 +63,12 @@ class _PopApp:
 
 def create_app(service: PopService) -> ASGIApp:
     settings = service.settings
-    expected = b"Bearer " + settings.proxy_auth_token.get_secret_value().encode()
-
+    authenticator = Authenticator(
+        settings.proxy_auth_token.get_secret_value(), settings.jwt_public_keys()
+    )
     session = service.session
-
     peers = Peers(
-        settings.peer_name,
-        settings.peer_url_template,
-        settings.proxy_auth_token.get_secret_value(),
-        settings.peer_timeout,
-        service.metrics,
+        settings.peer_name, settings.peer_url_template, settings.peer_timeout, service.metrics
     )
 
     def pipeline_endpoint(encoding: Encoding) -> DataHandler:
@@ -79,7 +76,7 @@ def create_app(service: PopService) -> ASGIApp:
             body = encoding.pipeline_body(call.body)
             if (holder := peers.holder(body.baton, call)) is not None:
                 return await peers.forward(holder, call), "peer"
-            answer = await session.pipeline(body, call.endpoint)
+            answer = await session.pipeline(body, call.endpoint, read_only=call.read_only)
             return encoding.pipeline_reply(answer.body), answer.route.value
 
         return handle
@@ -90,7 +87,9 @@ def create_app(service: PopService) -> ASGIApp:
             if (holder := peers.holder(body.baton, call)) is not None:
                 return await peers.forward(holder, call), "peer"
             request = BatchReq(type="batch", batch=body.batch)
-            baton, answer, route = await session.one(body.baton, request, call.endpoint)
+            baton, answer, route = await session.one(
+                body.baton, request, call.endpoint, read_only=call.read_only
+            )
             return encoding.cursor_reply(cursor.entries(baton, answer)), route.value
 
         return handle
@@ -100,7 +99,9 @@ def create_app(service: PopService) -> ASGIApp:
         body = parse_body(LegacyBody, call.body, unfit_status=legacy.UNFIT_BODY)
         plan = legacy.plan(body, service.inspector.inspect)
         request = BatchReq(type="batch", batch=plan.batch)
-        _, answer, route = await session.one(None, request, call.endpoint, keep=False)
+        _, answer, route = await session.one(
+            None, request, call.endpoint, keep=False, read_only=call.read_only
+        )
         return (orjson.dumps(legacy.answer(plan, answer)), 200, JSON), route.value
 
     async def sync(_: Call) -> tuple[Reply, str]:
@@ -115,7 +116,7 @@ def create_app(service: PopService) -> ASGIApp:
         return (orjson.dumps(body), 200 if outcome.ok else 502, JSON), "none"
 
     data = {
-        path: DataEndpoint(service, path, endpoint, handler, expected)
+        path: DataEndpoint(service, path, endpoint, handler, authenticator)
         for path, endpoint, handler in (
             ("/v2/pipeline", "v2_pipeline", pipeline_endpoint(JSON_ENCODING)),
             ("/v3/pipeline", "v3_pipeline", pipeline_endpoint(JSON_ENCODING)),
@@ -173,9 +174,8 @@ def create_app(service: PopService) -> ASGIApp:
             await websocket.close()  # before accepting: the upgrade is refused (HTTP 403)
             return
         await websocket.accept(subprotocol=subprotocol)
-        token = settings.proxy_auth_token.get_secret_value().encode()
         connection = HranaConnection(
-            websocket, session, token, not_serving, settings.ws_idle_timeout
+            websocket, session, authenticator, not_serving, settings.ws_idle_timeout
         )
         await connection.serve()
 

@@ -7,7 +7,6 @@ goes over the wire (status, headers, bodies) is what they would send.
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from pop.hrana.errors import ProtocolError
+from pop.http.auth import Access, Authenticator, Unauthenticated
 from pop.local.runner import Cancellation, current_cancellation
 from pop.service import PopService
 
@@ -26,13 +26,16 @@ Reply = tuple[bytes, int, bytes]
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One call to a data endpoint: its body, the endpoint and path it came to, and the
-    POP of the region that passed it on (``None``: it came from a client)."""
+    """One call to a data endpoint: its body, the endpoint and path it came to, the POP
+    of the region that passed it on (``None``: it came from a client), and the caller's
+    ``Authorization`` header and access (a peer is given the same header)."""
 
     body: bytes
     endpoint: str
     path: str
     forwarded_by: str | None = None
+    authorization: str = ""
+    read_only: bool = False
 
 
 # A data endpoint: answers a call, saying where (local, origin, peer, none) the answer
@@ -54,13 +57,13 @@ class DataEndpoint:
         path: str,
         endpoint: str,
         handler: DataHandler,
-        expected: bytes,
+        authenticator: Authenticator,
     ) -> None:
         self._service = service
         self._path = path
         self._endpoint = endpoint
         self._handler = handler
-        self._expected = expected
+        self._authenticator = authenticator
         self._limit = service.settings.max_body_bytes
         self._latency = {
             route: service.metrics.http_request_duration.labels(endpoint, route)
@@ -71,13 +74,11 @@ class DataEndpoint:
         started = time.perf_counter()
         route = "none"
         try:
-            presented = (_header(scope, b"authorization") or "").encode()
-            if not hmac.compare_digest(presented, self._expected):
-                raise ProtocolError(
-                    "missing or wrong bearer token in the Authorization header",
-                    code="UNAUTHORIZED",
-                    status=401,
-                )
+            authorization = _header(scope, b"authorization")
+            try:
+                access = self._authenticator.from_header(authorization)
+            except Unauthenticated as exc:
+                raise exc.http() from None
             if not self._service.replica.serving:
                 raise ProtocolError(
                     f"this POP is not serving yet: {self._service.replica.readiness()}",
@@ -86,7 +87,10 @@ class DataEndpoint:
                 )
             body = await _read_body(scope, receive, self._limit)
             forwarded_by = _header(scope, FORWARDED_HEADER)
-            call = Call(body, self._endpoint, self._path, forwarded_by)
+            read_only = access is Access.READ_ONLY
+            call = Call(
+                body, self._endpoint, self._path, forwarded_by, authorization or "", read_only
+            )
             reply, route = await _cancelled_on_disconnect(self._handler(call), receive)
         except ClientDisconnect:
             return  # nobody to answer; the request's local work was interrupted

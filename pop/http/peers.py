@@ -39,20 +39,20 @@ class Peers:
         self,
         name: str,
         url_template: str | None,
-        token: str,
         timeout: float,
         metrics: PopMetrics,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        """``name``: this POP's ``PEER_NAME``; ``token``: the region's client token (every
-        POP of a region has the same one)."""
+        """``name``: this POP's ``PEER_NAME``. A call goes on with its caller's own
+        ``Authorization`` header, which every POP of a region checks alike, so passing it on
+        grants nothing the caller did not have (a read-only token stays read-only)."""
         self.name = name
         self._template = url_template
         self._metrics = metrics
         self._client = httpx.AsyncClient(
             transport=transport,
             timeout=timeout,
-            headers={"authorization": f"Bearer {token}", FORWARDED_HEADER.decode(): name},
+            headers={FORWARDED_HEADER.decode(): name},
         )
 
     def holder(self, baton: str | None, call: Call) -> str | None:
@@ -66,7 +66,11 @@ class Peers:
 
     async def forward(self, base_url: str, call: Call) -> Reply:
         try:
-            answer = await self._client.post(f"{base_url}{call.path}", content=call.body)
+            answer = await self._client.post(
+                f"{base_url}{call.path}",
+                content=call.body,
+                headers={"authorization": call.authorization},
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise self._failed(call, base_url, exc, "unreachable") from None
         except httpx.HTTPError as exc:

@@ -20,12 +20,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hmac
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -34,6 +33,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from pop.hrana.errors import HranaError, ProtocolError
 from pop.hrana.messages import Batch, BatchReq, StreamRequest, describe_validation_error
 from pop.http import cursor
+from pop.http.auth import Access, Authenticator, Unauthenticated
 from pop.session import Session
 from pop.streams import MAX_STORED_SQL, Stream
 
@@ -128,13 +128,14 @@ class HranaConnection:
         self,
         websocket: WebSocket,
         session: Session,
-        token: bytes,
+        authenticator: Authenticator,
         not_serving: Callable[[], str | None],
         idle_timeout: float,
     ) -> None:
         self._socket = websocket
         self._session = session
-        self._token = token
+        self._authenticator = authenticator
+        self._read_only = True  # until a hello says otherwise
         self._not_serving = not_serving  # why the POP cannot serve now, or None
         self._idle_timeout = idle_timeout
         # Quiet means no message either way and no request waiting for its answer.
@@ -186,14 +187,20 @@ class HranaConnection:
             await self._request(message.request_id, message.request)
 
     async def _hello(self, hello: Hello) -> None:
-        if not hmac.compare_digest((hello.jwt or "").encode(), self._token):
-            error = HranaError("the hello's token is missing or wrong", "UNAUTHORIZED")
-        elif (reason := self._not_serving()) is not None:
-            error = HranaError(f"this POP is not serving yet: {reason}", "REPLICA_NOT_OPEN")
-        else:
-            self._authenticated = True
-            await self._send({"type": "hello_ok"})
-            return
+        # A later hello (hrana3) replaces the token, and with it what the caller may do.
+        try:
+            access = self._authenticator.from_token(hello.jwt)
+        except Unauthenticated as exc:
+            await self._refuse_hello(exc.hello())
+        if (reason := self._not_serving()) is not None:
+            await self._refuse_hello(
+                HranaError(f"this POP is not serving yet: {reason}", "REPLICA_NOT_OPEN")
+            )
+        self._authenticated = True
+        self._read_only = access is Access.READ_ONLY
+        await self._send({"type": "hello_ok"})
+
+    async def _refuse_hello(self, error: HranaError) -> NoReturn:
         await self._send({"type": "hello_error", "error": error.to_json()})
         raise Refused(error.message)
 
@@ -224,6 +231,7 @@ class HranaConnection:
                     raise Refused(f"cursor {cursor_id} is already open")
                 self._cursors[cursor_id] = ws_stream
                 batch = _parse_batch(request.get("batch"))
+                self._refuse_writes(BatchReq(type="batch", batch=batch))
                 await self._queue(ws_stream, request_id, _OpenCursor(cursor_id, batch))
             elif kind == "fetch_cursor":
                 cursor_id = _id(request, "cursor_id")
@@ -242,11 +250,19 @@ class HranaConnection:
                     await self._queue(on, request_id, _CloseCursor(cursor_id))
             elif kind in _ON_STREAM:
                 ws_stream = self._stream_of(request, kind)
-                await self._queue(ws_stream, request_id, _parse(request))
+                parsed = _parse(request)
+                self._refuse_writes(parsed)
+                await self._queue(ws_stream, request_id, parsed)
             else:
                 raise Refused(f"unknown request type {kind!r}")
         except (HranaError, ProtocolError) as exc:
             await self._error(request_id, exc.to_json())
+
+    def _refuse_writes(self, request: StreamRequest) -> None:
+        # Answered as an error of the request, where sqld drops the whole connection
+        # (no close frame: a failure, not a design); the caller's other streams go on.
+        if self._read_only:
+            self._session.refuse_writes([request], self._sqls)
 
     def _open_stream(self, stream_id: int) -> None:
         if stream_id in self._streams:

@@ -89,6 +89,29 @@ _PRAGMAS_READ_ONLY_FORM = frozenset(
         "wal_autocheckpoint",
     ]
 )
+# PRAGMAs a read-only token may run (sqld takes every other one for a write, reading
+# ones too: "PRAGMA user_version" needs write permission there).
+_PRAGMAS_READ_PERMITTED = frozenset(
+    [
+        "compile_options",
+        "database_list",
+        "encoding",
+        "function_list",
+        "index_info",
+        "index_list",
+        "index_xinfo",
+        "module_list",
+        "pragma_list",
+        "schema_version",
+        "table_info",
+        "table_list",
+        "table_xinfo",
+    ]
+)
+# Verbs whose statements need write permission (with a served PRAGMA outside the list).
+_WRITE_VERBS = frozenset(
+    ["INSERT", "REPLACE", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "REINDEX"]
+)
 _SERVED_VERBS = frozenset(
     [
         "SELECT",
@@ -123,9 +146,12 @@ class SqldVerdict:
     unsupported: bool = False
     counts_changes: bool = False  # INSERT, UPDATE, DELETE (WITH ... included)
     reports_rowid: bool = False  # INSERT, REPLACE
+    # A token with claim a=ro may not run it: the whole call is refused (HTTP 403).
+    needs_write: bool = False
 
 
 SERVED_READ = SqldVerdict()
+SERVED_WRITE = SqldVerdict(needs_write=True)
 
 
 def sqld_verdict(sql: str) -> SqldVerdict:
@@ -141,14 +167,14 @@ def sqld_verdict(sql: str) -> SqldVerdict:
     if verb not in _SERVED_VERBS:
         return SqldVerdict(unsupported=True)
     if verb in ("INSERT", "REPLACE"):
-        return SqldVerdict(counts_changes=True, reports_rowid=True)
+        return SqldVerdict(counts_changes=True, reports_rowid=True, needs_write=True)
     if verb in ("UPDATE", "DELETE"):
-        return SqldVerdict(counts_changes=True)
+        return SqldVerdict(counts_changes=True, needs_write=True)
     if verb == "PRAGMA":
         return _pragma(tokens)
     if verb == "CREATE" and _is_temporary(tokens):
         return SqldVerdict(unsupported=True)
-    return SERVED_READ
+    return SERVED_WRITE if verb in _WRITE_VERBS else SERVED_READ
 
 
 def _tokens(sql: str) -> list[str]:
@@ -191,7 +217,7 @@ def _pragma(tokens: list[str]) -> SqldVerdict:
     name = rest[0].lower()
     has_value = any(token not in (";",) for token in rest[1:])
     if name in _PRAGMAS_ANY_FORM or (name in _PRAGMAS_READ_ONLY_FORM and not has_value):
-        return SERVED_READ
+        return SERVED_READ if name in _PRAGMAS_READ_PERMITTED else SERVED_WRITE
     return SqldVerdict(unsupported=True)
 
 
