@@ -154,6 +154,11 @@ class EdgePopSpec(_Model):
     client_auth_secret_ref: SecretKeyRef = Field(
         description="Secret key holding the token clients must present to a POP."
     )
+    client_jwt_keys_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding Ed25519 public keys (PEM, or URL-safe base64); "
+        "clients may then present Turso JWTs signed by them (claim a=ro reads only).",
+    )
     image: str = Field(min_length=1, description="POP container image.")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     log_level: LogLevel = "info"

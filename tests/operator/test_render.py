@@ -215,8 +215,20 @@ def test_config_hash_rolls_on_image_and_sync_changes_only() -> None:
     sync = example_body()["spec"]["sync"]
     assert _hash(sync={**sync, "intervalSeconds": 5}) != base
     assert _hash(engine="turso") != base
+    assert _hash(clientJwtKeysSecretRef={"name": "shop-jwt", "key": "keys.pem"}) != base
     regions = example_body()["spec"]["regions"]
     assert _hash(regions=[{**regions[0], "replicas": 7}]) == base
+
+
+def test_client_jwt_keys_reach_the_pop_from_their_secret_only_when_named() -> None:
+    plain = render_edgepop(OWNER, example_spec(), service_monitor_available=False)[3]
+    assert "AUTH_JWT_KEY" not in _env(plain)
+    spec = example_spec(clientJwtKeysSecretRef={"name": "shop-jwt", "key": "keys.pem"})
+    env = _env(render_edgepop(OWNER, spec, service_monitor_available=False)[3])
+    assert env["AUTH_JWT_KEY"] == {
+        "name": "AUTH_JWT_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "shop-jwt", "key": "keys.pem"}},
+    }
 
 
 def test_delete_retention_is_passed_to_the_statefulset() -> None:

@@ -33,7 +33,15 @@ def config_hash(spec: EdgePopSpec) -> str:
     """Digest of everything a POP reads at start: a change rolls the StatefulSet."""
     relevant = spec.model_dump(
         mode="json",
-        include={"origin", "engine", "client_auth_secret_ref", "image", "sync", "log_level"},
+        include={
+            "origin",
+            "engine",
+            "client_auth_secret_ref",
+            "client_jwt_keys_secret_ref",
+            "image",
+            "sync",
+            "log_level",
+        },
     )
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -57,6 +65,8 @@ def pop_env(owner: Owner, spec: EdgePopSpec, region: Region) -> list[dict[str, A
         _value(env_name("db_filepath"), DB_FILEPATH),
         _value(env_name("replica_engine"), spec.engine),
     ]
+    if spec.client_jwt_keys_secret_ref is not None:
+        env.append(_secret(env_name("auth_jwt_key"), spec.client_jwt_keys_secret_ref))
     if spec.sync.redis is not None:
         env += [
             _secret(env_name("redis_connection_string"), spec.sync.redis.url_secret_ref),
