@@ -33,13 +33,14 @@ def place(
     state: TxnState,
     *,
     alone: bool,
-    replica_is_current: bool,
+    replica_shows_its_writes: bool,
 ) -> Route:
     """Where a request of ``statements`` runs (``alone``: one statement by itself, not a
     batch or script). Raises the error SQLite gives a write inside a read transaction.
 
-    ``replica_is_current`` is false while the replica lacks a write this POP acknowledged
-    (its catch-up sync failed): reads then go to the origin, so read-your-writes holds.
+    ``replica_shows_its_writes`` is false while the replica lacks a write the stream's
+    client made (its catch-up sync failed): its reads then go to the origin, so
+    read-your-writes holds for it, while other clients read the replica.
     """
     if state is TxnState.ORIGIN_TXN:
         return Route.ORIGIN
@@ -52,7 +53,7 @@ def place(
     if (
         all(info.kind in local_kinds for info in statements)
         and not _leaves_deferred_open(statements)
-        and replica_is_current
+        and replica_shows_its_writes
     ):
         return Route.LOCAL
     return Route.ORIGIN

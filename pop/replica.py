@@ -24,6 +24,7 @@ from pop.local.runner import LocalRunner
 from pop.metrics import PopMetrics
 from pop.origin.client import credentials_refusal
 from pop.sql.inspector import SchemaObject, SqlInspector
+from pop.streams import WriteShown
 from pop.sync.coordinator import SyncCoordinator, SyncOutcome, Trigger
 from pop.sync.messages import SyncMessage, database_key
 from pop.sync.pubsub import RedisFabric
@@ -72,9 +73,8 @@ class Replica:
                 holds=self._holds,
                 on_message=self._pubsub_message,
             )
-        # Set when the catch-up sync after a forwarded write failed: the replica lacks a
-        # write this POP acknowledged until the next good sync.
-        self._behind = False
+        # Good syncs so far: one that ends after a write was acknowledged brought it.
+        self._good_syncs = 0
         self._last_sync_error: str | None = None
         # The engine's frames_pulled already added to the metrics counter.
         self._frames_counted = 0
@@ -191,21 +191,24 @@ class Replica:
 
     # -- freshness ---------------------------------------------------------------------
 
-    def is_current(self) -> bool:
-        """False while the replica is known to lack a write this POP acknowledged."""
-        return not self._behind
-
     async def sync(self, trigger: Trigger) -> SyncOutcome:
         return await self.coordinator.request(trigger)
 
-    async def catch_up(self, replication_index: str | None) -> None:
+    async def catch_up(self, replication_index: str | None) -> WriteShown | None:
         """A request this POP forwarded may have committed a write at the origin: the
-        replica gets it before the client hears back (read-your-writes)."""
+        replica gets it before the client hears back (read-your-writes).
+
+        Returns None once the replica shows the write. If it cannot (the sync failed:
+        the origin went away meanwhile), the write is still acknowledged, and what is
+        returned tells when the replica shows it; until then that client's reads go to
+        the origin (``pop.streams.Stream.await_write``), everyone else's stay here.
+        """
         if self.fabric is not None:
             # The origin has the change now: the other POPs pull it while this one does.
             # In the background, so that a slow or absent Redis never delays a write.
             announced = replication_index if self.engine.follows_replication_index else None
             self._in_background(self.fabric.publish(announced))
+        shown: WriteShown
         if (
             replication_index is not None
             and self.engine.follows_replication_index
@@ -213,10 +216,14 @@ class Replica:
         ):
             # Read-your-writes by position: the replica must hold the write's frame, and
             # a sync already under way, or already done, may have brought it.
-            target = int(replication_index)
-            outcome = await self.coordinator.reach(lambda: self._holds(target), "write")
-            if outcome is None or self._holds(target):
-                return
+            frame = int(replication_index)
+
+            def shown() -> bool:
+                return self._holds(frame)
+
+            outcome = await self.coordinator.reach(shown, "write")
+            if outcome is None or shown():
+                return None
             error: str | None = outcome.error or (
                 f"the replica reached {self.engine.position()}, short of the write's "
                 f"replication_index {replication_index}"
@@ -224,16 +231,20 @@ class Replica:
         else:
             outcome = await self.coordinator.request("write")
             if outcome.ok:
-                return
+                return None
             error = outcome.error
-        # The write is at the origin (so it is acknowledged), but this replica cannot
-        # show it: reads go to the origin and /ready fails until a sync succeeds.
-        self._behind = True
+            # A sync that ends well from now on began after the write: it brings it.
+            good_syncs = self._good_syncs
+
+            def shown() -> bool:
+                return self._good_syncs > good_syncs
+
         log.warning(
-            "replica could not catch up after a write; reads go to the origin and "
-            "/ready reports not ready until a sync succeeds",
+            "replica could not catch up after a write; the writing client's reads go to "
+            "the origin until the replica shows it, other clients' stay on the replica",
             extra={"error": error},
         )
+        return shown
 
     def outcome_unknown(self) -> None:
         """A forwarded request may or may not have been applied at the origin: pull, so
@@ -265,9 +276,8 @@ class Replica:
         self._last_sync_error = outcome.error
         if outcome.changed:
             await self._reload_schema()
-        if outcome.ok and self._behind:
-            log.info("replica caught up; reads are local again")
-            self._behind = False
+        if outcome.ok:
+            self._good_syncs += 1
 
     async def _reload_schema(self) -> None:
         done = await self._runner.run(
@@ -297,11 +307,6 @@ class Replica:
             return f"{self._open_error}; retrying"
         if not self.serving:
             return "starting: the replica is not open or its first sync has not run"
-        if self._behind:
-            return (
-                "the replica lacks a write this POP forwarded (its catch-up sync failed: "
-                f"{self._last_sync_error}); waiting for a sync to succeed"
-            )
         last = self.coordinator.last_success
         age = time.time() - last if last is not None else None
         bound = self.settings.staleness_bound

@@ -51,16 +51,12 @@ class Router:
         runner: LocalRunner,
         executor: LocalExecutor,
         forwarder: Forwarder,
-        replica_is_current: Callable[[], bool],
     ) -> None:
         self._inspector = inspector
         self._pool = pool
         self._runner = runner
         self._executor = executor
         self._forwarder = forwarder
-        # False while the replica is known to lack a write this POP acknowledged (its
-        # catch-up sync failed): reads then go to the origin, so read-your-writes holds.
-        self._replica_is_current = replica_is_current
 
     async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
         """Run one stream request; raises ``HranaError`` for a per-request error."""
@@ -155,7 +151,7 @@ class Router:
             [statement.info for statement in statements],
             stream.state,
             alone=alone,
-            replica_is_current=self._replica_is_current(),
+            replica_shows_its_writes=stream.replica_shows_its_writes,
         )
 
     async def _check_origin_can_hold(self, statements: list[Prepared], *, whole: bool) -> None:

@@ -58,7 +58,6 @@ class PopService:
             self.runner,
             LocalExecutor(settings.max_result_bytes),
             Forwarder(self.origin, self.inspector),
-            replica_is_current=self.replica.is_current,
         )
         self.session = Session(
             self.router,

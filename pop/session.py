@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from pop.limits import Limits
 from pop.local.runner import Done
 from pop.metrics import PopMetrics
 from pop.sql.write_check import WriteCheck
-from pop.streams import Stream, StreamRegistry, TxnState
+from pop.streams import Stream, StreamRegistry, TxnState, WriteShown
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,9 @@ class Handled:
 class ReplicaFreshness(Protocol):
     """What the session tells the replica's owner (``pop.replica``) about writes."""
 
-    async def catch_up(self, replication_index: str | None) -> None:
-        """A request may have committed a write at the origin: the replica gets it."""
+    async def catch_up(self, replication_index: str | None) -> WriteShown | None:
+        """A request may have committed a write at the origin: the replica gets it.
+        Returns None once it shows the write, else what tells when it does."""
 
     def outcome_unknown(self) -> None:
         """A request may or may not have been applied at the origin."""
@@ -85,6 +87,51 @@ class Backend(Protocol):
 
     async def release(self, stream: Stream) -> None:
         """Free what a closed or expired stream holds."""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a call: whether they may write (a token with claim ``a`` = ``ro`` may
+    not), and the connection it came on (``None``: unknown, or passed on by a peer).
+
+    Read-your-writes follows a client's connection as well as its stream: a client that
+    wrote in one stream often reads in the next one it opens (``@libsql/client`` opens a
+    stream per statement over HTTP), on the same kept-alive connection.
+    """
+
+    read_only: bool = False
+    connection: str | None = None
+
+
+ANYONE = Caller()
+# Connections remembered with a write the replica does not show yet; past this, the
+# oldest are forgotten (their streams keep their own mark).
+MAX_CONNECTIONS_AWAITING_WRITES = 10_000
+
+
+class _ConnectionWrites:
+    """The writes each client connection made that the replica does not show yet."""
+
+    def __init__(self) -> None:
+        self._waiting: OrderedDict[str, WriteShown] = OrderedDict()
+
+    def remember(self, connection: str | None, shown: WriteShown) -> None:
+        if connection is None:
+            return
+        self._waiting[connection] = shown
+        self._waiting.move_to_end(connection)
+        while len(self._waiting) > MAX_CONNECTIONS_AWAITING_WRITES:
+            self._waiting.popitem(last=False)
+
+    def of(self, connection: str | None) -> WriteShown | None:
+        """What a stream on ``connection`` must wait for, if anything."""
+        if connection is None or not self._waiting:
+            return None
+        shown = self._waiting.get(connection)
+        if shown is not None and shown():
+            del self._waiting[connection]
+            return None
+        return shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,20 +183,19 @@ class Session:
         self._replica = replica
         self._held = 0  # streams from open() not closed yet (WebSocket streams)
         self._write_check = write_check
+        self._unseen = _ConnectionWrites()
         self._internal_error = f"internal error in the {server}; see its log"
 
-    async def pipeline(
-        self, body: PipelineBody, endpoint: str, *, read_only: bool = False
-    ) -> Answer:
-        """Run a pipeline call; ``read_only``: its caller may not write (a token with
-        claim ``a`` = ``ro``), and a call that would is refused whole."""
+    async def pipeline(self, body: PipelineBody, endpoint: str, caller: Caller = ANYONE) -> Answer:
+        """Run a pipeline call; a read-only ``caller``'s call that would write is refused
+        whole."""
         self._limits.check_pipeline(len(body.requests))
         stream = self.streams.take(body.baton) if body.baton else self.streams.open()
         results: list[dict[str, Any]] = []
         routes: set[Route] = set()
         closed = False
         try:
-            if read_only:
+            if caller.read_only:
                 self.refuse_writes(body.requests, stream.sqls)
             async with self._backend.holding(stream):
                 for request in body.requests:
@@ -161,7 +207,7 @@ class Session:
                         results.append({"type": "ok", "response": {"type": "close"}})
                         self._metrics.count_request(endpoint, "close", Route.NONE.value, "ok")
                     else:
-                        result, route = await self._run(stream, request, endpoint)
+                        result, route = await self._run(stream, request, endpoint, caller)
                         results.append(result)
                         routes.add(route)
         finally:
@@ -177,7 +223,7 @@ class Session:
         endpoint: str,
         *,
         keep: bool = True,
-        read_only: bool = False,
+        caller: Caller = ANYONE,
     ) -> tuple[str | None, dict[str, Any], Route]:
         """One request on the stream ``baton`` names (a new one if None).
 
@@ -187,9 +233,9 @@ class Session:
         stream = self.streams.take(baton) if baton else self.streams.open()
         parked: str | None = None
         try:
-            if read_only:
+            if caller.read_only:
                 self.refuse_writes([request], stream.sqls)
-            result, route = await self.run(stream, request, endpoint)
+            result, route = await self.run(stream, request, endpoint, caller)
         finally:
             if keep:
                 parked = self.streams.park(stream)
@@ -224,11 +270,11 @@ class Session:
         return self.streams.open(sqls)
 
     async def run(
-        self, stream: Stream, request: StreamRequest, endpoint: str
+        self, stream: Stream, request: StreamRequest, endpoint: str, caller: Caller = ANYONE
     ) -> tuple[dict[str, Any], Route]:
         """One request on a stream at hand: its result and where it ran."""
         async with self._backend.holding(stream):
-            return await self._run(stream, request, endpoint)
+            return await self._run(stream, request, endpoint, caller)
 
     async def close(self, stream: Stream) -> None:
         """End a stream from ``open``: what it holds is freed, here and at the origin."""
@@ -255,9 +301,10 @@ class Session:
         await self._release(stream)
 
     async def _run(
-        self, stream: Stream, request: StreamRequest, endpoint: str
+        self, stream: Stream, request: StreamRequest, endpoint: str, caller: Caller
     ) -> tuple[dict[str, Any], Route]:
         route = Route.NONE
+        stream.await_write(self._unseen.of(caller.connection))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("request", extra={"stream": stream.id, "request": request.model_dump_json()})
         try:
@@ -267,7 +314,10 @@ class Session:
                 stream.hold_local(handled.local.kept)
                 handled.local.unwrap()  # the work's failure, answered below
             if handled.wrote and self._replica is not None:
-                await self._replica.catch_up(handled.replication_index)
+                unseen = await self._replica.catch_up(handled.replication_index)
+                if unseen is not None:
+                    stream.await_write(unseen)
+                    self._unseen.remember(caller.connection, unseen)
             if handled.failure is not None:
                 raise handled.failure
         except OriginStreamLost:

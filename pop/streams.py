@@ -27,6 +27,8 @@ from pop.origin.stream import OriginStream
 log = logging.getLogger(__name__)
 
 MAX_STORED_SQL = 1000
+# Whether the replica shows, now, a write acknowledged earlier (pop.replica.catch_up).
+WriteShown = Callable[[], bool]
 
 
 class TxnState(enum.Enum):
@@ -52,6 +54,7 @@ class Stream:
     # Its stream at the origin (a baton there, a transaction there); the forwarder's.
     origin: OriginStream = field(init=False)
     _local_conn: ReadConnection | None = field(default=None, init=False, repr=False)
+    _unseen_write: WriteShown | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.origin = OriginStream(self.id)
@@ -68,6 +71,19 @@ class Stream:
     def local_conn(self) -> ReadConnection | None:
         """The replica connection held while a read-only transaction is open."""
         return self._local_conn
+
+    def await_write(self, shown: WriteShown | None) -> None:
+        """A write its client made is acknowledged but not in the replica yet: the
+        stream's reads go to the origin until ``shown()`` (None: nothing to wait for)."""
+        if shown is not None:
+            self._unseen_write = shown
+
+    @property
+    def replica_shows_its_writes(self) -> bool:
+        """False while a write its client made is not in the replica (read-your-writes)."""
+        if self._unseen_write is not None and self._unseen_write():
+            self._unseen_write = None
+        return self._unseen_write is None
 
     def touch(self) -> None:
         """A client used it now; its idle time starts again."""

@@ -80,7 +80,7 @@ AUTO, LOCAL_TXN, ORIGIN_TXN = TxnState.AUTOCOMMIT, TxnState.LOCAL_TXN, TxnState.
 def test_placement(
     sqls: list[str], state: TxnState, alone: bool, current: bool, route: Route
 ) -> None:
-    assert place(_infos(*sqls), state, alone=alone, replica_is_current=current) is route
+    assert place(_infos(*sqls), state, alone=alone, replica_shows_its_writes=current) is route
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ def test_placement(
 )
 def test_a_read_transaction_refuses_what_it_cannot_run(sql: str, code: str) -> None:
     with pytest.raises(HranaError) as refused:
-        place(_infos(sql), LOCAL_TXN, alone=True, replica_is_current=True)
+        place(_infos(sql), LOCAL_TXN, alone=True, replica_shows_its_writes=True)
     assert refused.value.code == code
 
 
@@ -147,7 +147,7 @@ def test_what_surely_fails_at_sqld_is_never_sent(sql: str, keeps_streams: bool) 
     # Once, tursodb (which has sqlite_dbpage) returned the raw pages of its file.
     error = origin_refusal(_infos(sql), keeps_streams=keeps_streams, whole=True, origin="o")
     assert error is not None and error.code == "SQLITE_UNKNOWN"
-    assert place(_infos(sql), TxnState.AUTOCOMMIT, alone=True, replica_is_current=True) is (
+    assert place(_infos(sql), TxnState.AUTOCOMMIT, alone=True, replica_shows_its_writes=True) is (
         Route.LOCAL
     )
 
@@ -216,7 +216,6 @@ def _pop_session(
         LocalRunner(pool, workers=1, statement_timeout=5.0, slow_workers=1),
         LocalExecutor(max_result_bytes=1 << 20),
         Forwarder(client, inspector),
-        replica_is_current=lambda: True,
     )
     replica = RecordingReplica()
     session = Session(

@@ -21,8 +21,8 @@ from pop.hrana.messages import ExecuteReq, PipelineBody, StreamRequest, parse_bo
 from pop.limits import Limits
 from pop.local.runner import Done
 from pop.metrics import PopMetrics
-from pop.session import Handled, Route, Session
-from pop.streams import Stream, TxnState
+from pop.session import Caller, Handled, Route, Session
+from pop.streams import Stream, TxnState, WriteShown
 
 LIMITS = Limits(max_sql_bytes=1024, max_batch_steps=2, max_pipeline_requests=3)
 
@@ -63,8 +63,9 @@ class RecordingReplica:
         self.caught_up: list[str | None] = []
         self.unknown_outcomes = 0
 
-    async def catch_up(self, replication_index: str | None) -> None:
+    async def catch_up(self, replication_index: str | None) -> WriteShown | None:
         self.caught_up.append(replication_index)
+        return None  # the replica shows the write
 
     def outcome_unknown(self) -> None:
         self.unknown_outcomes += 1
@@ -279,6 +280,56 @@ def test_a_possible_write_has_the_replica_catch_up_before_the_answer_even_if_it_
     assert results[1]["error"]["code"] == "SQLITE_CONSTRAINT"
     assert replica.caught_up == ["7", None]
     assert answer.route is Route.ORIGIN
+
+
+class ReplicaThatCannotCatchUp(RecordingReplica):
+    """Its catch-up sync fails (the origin went away): a write shows only once
+    ``synced`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.synced = False
+
+    async def catch_up(self, replication_index: str | None) -> WriteShown | None:
+        await super().catch_up(replication_index)
+        return lambda: self.synced
+
+
+class FreshnessBackend(RecordingBackend):
+    """Writes on "w"; records, for every other request, whether its stream may read the
+    replica (``Stream.replica_shows_its_writes``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local_allowed: list[bool] = []
+
+    async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
+        assert isinstance(request, ExecuteReq)
+        if request.stmt.sql == "w":
+            return Handled({"type": "execute"}, Route.ORIGIN, wrote=True)
+        self.local_allowed.append(stream.replica_shows_its_writes)
+        return Handled({"type": "execute"}, Route.LOCAL)
+
+
+def test_a_write_the_replica_lacks_sends_only_its_clients_reads_to_the_origin() -> None:
+    replica = ReplicaThatCannotCatchUp()
+    backend = FreshnessBackend()
+    session, _ = _session(backend, replica)
+    writer, other = Caller(connection="10.0.0.1:5000"), Caller(connection="10.0.0.2:6000")
+
+    async def calls() -> None:
+        written = await session.pipeline(_body(None, _execute("w"), _execute("r")), "v2", writer)
+        assert written.body["results"][0]["type"] == "ok"  # acknowledged all the same
+        baton = written.body["baton"]
+        await session.pipeline(_body(baton, _execute("r")), "v2", writer)  # same stream
+        await session.pipeline(_body(None, _execute("r")), "v2", writer)  # a new one
+        await session.pipeline(_body(None, _execute("r")), "v2", other)
+        await session.pipeline(_body(None, _execute("r")), "v2")  # connection unknown
+        replica.synced = True
+        await session.pipeline(_body(None, _execute("r")), "v2", writer)
+
+    _run(calls())
+    assert backend.local_allowed == [False, False, False, True, True, True]
 
 
 class SlowLocalBackend(LocalBackend):

@@ -52,6 +52,7 @@ class ScriptedSocket:
         self.sent: list[dict[str, Any]] = []
         self.all_answered = asyncio.Event()
         self._expected = len(messages)
+        self.scope = {"type": "websocket", "client": ("127.0.0.1", 50000)}
 
     async def receive_text(self) -> str:
         if self.read == len(self._messages):

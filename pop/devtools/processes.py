@@ -24,6 +24,8 @@ from typing import Any
 
 import httpx
 
+from pop.devtools.faultlink import CONTROL_PATH as FAULTLINK_CONTROL_PATH
+
 
 def loopback_client(base_url: str, **options: Any) -> httpx.Client:
     """An HTTP client for a process started here, cheap enough to make per request.
@@ -284,6 +286,29 @@ class GatewayProcess(ManagedProcess):
             os.environ,
             port,
         )
+
+
+class FaultLinkProcess(ManagedProcess):
+    """``python -m pop.devtools.faultlink``: an origin's address that faults on demand
+    (a fault injector, not a stand-in for any server: requests reach the real origin)."""
+
+    ready_path = "/v2"
+
+    def __init__(self, upstream: str, workdir: Path, port: int | None = None) -> None:
+        port = port or free_port()
+        argv = [sys.executable, "-m", "pop.devtools.faultlink", "--upstream", upstream]
+        super().__init__(
+            "fault link",
+            [*argv, "--port", str(port)],
+            workdir / f"faultlink-{port}.log",
+            os.environ,
+            port,
+        )
+
+    def set_mode(self, mode: str) -> None:
+        """``pass`` or ``hrana-only`` (see ``pop.devtools.faultlink``)."""
+        with loopback_client(self.url) as http:
+            http.put(FAULTLINK_CONTROL_PATH, content=mode).raise_for_status()
 
 
 class RedisProcess(ManagedProcess):

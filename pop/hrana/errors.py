@@ -139,8 +139,10 @@ class OriginUnavailable(HranaError):
 
     def __init__(self, origin: str, detail: str) -> None:
         super().__init__(
-            f"origin {origin} is unavailable: {detail}; reads are still served from "
-            "this POP's replica, but writes need the origin",
+            f"origin {origin} is unavailable: {detail}; what needs the origin fails until "
+            "it is back: writes, transactions that write, and a client's reads while this "
+            "POP's replica lacks that client's own last write; other reads are served from "
+            "the replica",
             "ORIGIN_UNAVAILABLE",
         )
 

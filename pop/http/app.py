@@ -76,7 +76,7 @@ def create_app(service: PopService) -> ASGIApp:
             body = encoding.pipeline_body(call.body)
             if (holder := peers.holder(body.baton, call)) is not None:
                 return await peers.forward(holder, call), "peer"
-            answer = await session.pipeline(body, call.endpoint, read_only=call.read_only)
+            answer = await session.pipeline(body, call.endpoint, call.caller)
             return encoding.pipeline_reply(answer.body), answer.route.value
 
         return handle
@@ -88,7 +88,7 @@ def create_app(service: PopService) -> ASGIApp:
                 return await peers.forward(holder, call), "peer"
             request = BatchReq(type="batch", batch=body.batch)
             baton, answer, route = await session.one(
-                body.baton, request, call.endpoint, read_only=call.read_only
+                body.baton, request, call.endpoint, caller=call.caller
             )
             return encoding.cursor_reply(cursor.entries(baton, answer)), route.value
 
@@ -100,7 +100,7 @@ def create_app(service: PopService) -> ASGIApp:
         plan = legacy.plan(body, service.inspector.inspect)
         request = BatchReq(type="batch", batch=plan.batch)
         _, answer, route = await session.one(
-            None, request, call.endpoint, keep=False, read_only=call.read_only
+            None, request, call.endpoint, keep=False, caller=call.caller
         )
         return (orjson.dumps(legacy.answer(plan, answer)), 200, JSON), route.value
 

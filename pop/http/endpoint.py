@@ -19,6 +19,7 @@ from pop.hrana.errors import ProtocolError
 from pop.http.auth import Access, Authenticator, Unauthenticated
 from pop.local.runner import Cancellation, current_cancellation
 from pop.service import PopService
+from pop.session import ANYONE, Caller
 
 # What a data endpoint answers: body, status and content type.
 Reply = tuple[bytes, int, bytes]
@@ -27,15 +28,15 @@ Reply = tuple[bytes, int, bytes]
 @dataclass(frozen=True, slots=True)
 class Call:
     """One call to a data endpoint: its body, the endpoint and path it came to, the POP
-    of the region that passed it on (``None``: it came from a client), and the caller's
-    ``Authorization`` header and access (a peer is given the same header)."""
+    of the region that passed it on (``None``: it came from a client), the caller's
+    ``Authorization`` header (a peer is given the same one), and the caller."""
 
     body: bytes
     endpoint: str
     path: str
     forwarded_by: str | None = None
     authorization: str = ""
-    read_only: bool = False
+    caller: Caller = ANYONE
 
 
 # A data endpoint: answers a call, saying where (local, origin, peer, none) the answer
@@ -87,10 +88,12 @@ class DataEndpoint:
                 )
             body = await _read_body(scope, receive, self._limit)
             forwarded_by = _header(scope, FORWARDED_HEADER)
-            read_only = access is Access.READ_ONLY
-            call = Call(
-                body, self._endpoint, self._path, forwarded_by, authorization or "", read_only
+            caller = Caller(
+                read_only=access is Access.READ_ONLY,
+                # A peer's connection carries many clients' calls: their batons tell.
+                connection=None if forwarded_by is not None else connection_of(scope),
             )
+            call = Call(body, self._endpoint, self._path, forwarded_by, authorization or "", caller)
             reply, route = await _cancelled_on_disconnect(self._handler(call), receive)
         except ClientDisconnect:
             return  # nobody to answer; the request's local work was interrupted
@@ -159,6 +162,12 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
                 return b"".join(chunks)
         elif message["type"] == "http.disconnect":
             raise ClientDisconnect()
+
+
+def connection_of(scope: Scope) -> str | None:
+    """The client's connection (its address and port), if the server says."""
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

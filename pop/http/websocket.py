@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -34,7 +35,8 @@ from pop.hrana.errors import HranaError, ProtocolError
 from pop.hrana.messages import Batch, BatchReq, StreamRequest, describe_validation_error
 from pop.http import cursor
 from pop.http.auth import Access, Authenticator, Unauthenticated
-from pop.session import Session
+from pop.http.endpoint import connection_of
+from pop.session import Caller, Session
 from pop.streams import MAX_STORED_SQL, Stream
 
 log = logging.getLogger(__name__)
@@ -135,7 +137,8 @@ class HranaConnection:
         self._socket = websocket
         self._session = session
         self._authenticator = authenticator
-        self._read_only = True  # until a hello says otherwise
+        # Until a hello says otherwise; its streams share one connection (read-your-writes).
+        self._caller = Caller(read_only=True, connection=connection_of(websocket.scope))
         self._not_serving = not_serving  # why the POP cannot serve now, or None
         self._idle_timeout = idle_timeout
         # Quiet means no message either way and no request waiting for its answer.
@@ -197,7 +200,7 @@ class HranaConnection:
                 HranaError(f"this POP is not serving yet: {reason}", "REPLICA_NOT_OPEN")
             )
         self._authenticated = True
-        self._read_only = access is Access.READ_ONLY
+        self._caller = dataclasses.replace(self._caller, read_only=access is Access.READ_ONLY)
         await self._send({"type": "hello_ok"})
 
     async def _refuse_hello(self, error: HranaError) -> NoReturn:
@@ -261,7 +264,7 @@ class HranaConnection:
     def _refuse_writes(self, request: StreamRequest) -> None:
         # Answered as an error of the request, where sqld drops the whole connection
         # (no close frame: a failure, not a design); the caller's other streams go on.
-        if self._read_only:
+        if self._caller.read_only:
             self._session.refuse_writes([request], self._sqls)
 
     def _open_stream(self, stream_id: int) -> None:
@@ -320,7 +323,7 @@ class HranaConnection:
 
     async def _run(self, ws_stream: _WsStream, request: StreamRequest) -> dict[str, Any]:
         try:
-            result, _ = await self._session.run(ws_stream.stream, request, ENDPOINT)
+            result, _ = await self._session.run(ws_stream.stream, request, ENDPOINT, self._caller)
         except (HranaError, ProtocolError) as exc:  # the origin ended its stream there
             return {"type": "error", "error": exc.to_json()}
         return result
