@@ -206,6 +206,7 @@ def test_no_acknowledged_write_is_lost_or_doubled_and_replicas_equal_the_origin(
     outcomes = Outcomes()
     stop = threading.Event()
     unanswered_polls: list[str] = []
+    cut_polls = [0]  # polls whose connection a POP's kill refused or reset
 
     def writer(number: int) -> None:
         own = random.Random(SEED * 100 + number)
@@ -221,10 +222,10 @@ def test_no_acknowledged_write_is_lost_or_doubled_and_replicas_equal_the_origin(
             for pop in cluster.pops:
                 try:
                     httpx.get(f"{pop.url}/ready", timeout=10)
-                except httpx.ConnectError:
-                    pass  # killed by a fault just now
-                except httpx.HTTPError as exc:
+                except httpx.TimeoutException as exc:  # a POP that hangs: the failure
                     unanswered_polls.append(f"{pop.region}: {type(exc).__name__}")
+                except httpx.TransportError:
+                    cut_polls[0] += 1  # refused or reset: that POP was just killed
             time.sleep(0.2)
 
     crashed: list[str] = []
@@ -271,7 +272,8 @@ def test_no_acknowledged_write_is_lost_or_doubled_and_replicas_equal_the_origin(
         f"\nfault suite, seed {SEED}, {SECONDS:g} s: faults {dict(injected)}; writes "
         f"acknowledged {len(outcomes.acknowledged)}, unknown {len(outcomes.unknown)} "
         f"({sum(counts[t] for t in outcomes.unknown)} applied), refused "
-        f"{len(outcomes.refused)}; origin rows {len(at_origin)}"
+        f"{len(outcomes.refused)}; origin rows {len(at_origin)}; /ready polls cut by a "
+        f"kill {cut_polls[0]}, unanswered {len(unanswered_polls)}"
     )
     assert not lost, f"acknowledged writes not at the origin exactly once: {lost[:5]}"
     assert not doubled, f"writes applied twice: {doubled[:5]}"
