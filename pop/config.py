@@ -15,7 +15,14 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pop.http.auth import load_jwt_keys
@@ -42,6 +49,7 @@ class Settings(BaseSettings):
     turso_auth_token: SecretStr | None = Field(
         default=None, description="Bearer token for the origin (required for remote origins)"
     )
+    _jwt_keys: list[Ed25519PublicKey] = PrivateAttr(default_factory=list)
     proxy_auth_token: SecretStr = Field(
         description="Bearer token clients present to the POP (it may read and write)"
     )
@@ -215,11 +223,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _readable_jwt_keys(self) -> Settings:
-        self.jwt_public_keys()
+        self._jwt_keys = self._read_jwt_keys()
         return self
 
     def jwt_public_keys(self) -> list[Ed25519PublicKey]:
-        """The keys of AUTH_JWT_KEY and AUTH_JWT_KEY_FILE (none: JWTs are not accepted)."""
+        """The keys of AUTH_JWT_KEY and AUTH_JWT_KEY_FILE (none: JWTs are not accepted),
+        as read once when the settings were."""
+        return list(self._jwt_keys)
+
+    def _read_jwt_keys(self) -> list[Ed25519PublicKey]:
         keys = []
         if self.auth_jwt_key is not None and self.auth_jwt_key.strip():
             keys += load_jwt_keys(self.auth_jwt_key, "AUTH_JWT_KEY")

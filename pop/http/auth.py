@@ -97,7 +97,6 @@ class Authenticator:
         return self._from_jwt(token)
 
     def _from_jwt(self, token: str) -> Access:
-        claims = None
         for key in self._keys:
             try:
                 claims = jwt.decode(
@@ -112,7 +111,7 @@ class Authenticator:
             except jwt.InvalidTokenError:
                 continue
             break
-        if not isinstance(claims, dict):
+        else:
             raise Unauthenticated(*_INVALID)
         access = claims.get("a", Access.READ_WRITE.value)
         if access not in (Access.READ_ONLY.value, Access.READ_WRITE.value):
@@ -137,7 +136,7 @@ def load_jwt_keys(text: str, source: str) -> list[Ed25519PublicKey]:
             raise JwtKeyError(f"{source}: a PEM block is not a public key ({exc})") from None
         keys.append(_ed25519(key, source))
     for line in _PEM_BLOCK.sub("", text).split():
-        keys.append(_ed25519(_raw_key(line, source), source))
+        keys.append(_raw_key(line, source))
     if not keys:
         raise JwtKeyError(f"{source}: no key found (expected PEM or URL-safe base64)")
     return keys
