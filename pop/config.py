@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pop.hrana.result_size import DEFAULT_MAX_RESULT_BYTES
 from pop.http.auth import load_jwt_keys
 
 # Named here, where they are settings; pop.contract exports them to the operator.
@@ -139,7 +140,10 @@ class Settings(BaseSettings):
         default=2 * 1024 * 1024, ge=1024, description="Largest SQL text accepted"
     )
     max_result_bytes: int = Field(
-        default=10 * 1024 * 1024, ge=1024, description="Largest local result (as sqld's 10MB)"
+        default=DEFAULT_MAX_RESULT_BYTES,
+        ge=1024,
+        description="Largest local result, a batch's steps together, measured as sqld "
+        "measures it (its --max-response-size, 10MB)",
     )
     max_pipeline_requests: int = Field(
         default=1000, ge=1, description="Most requests in one pipeline call"

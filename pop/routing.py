@@ -77,11 +77,12 @@ class Router:
             steps = [self._prepare(stream, step.stmt) for step in request.batch.steps]
             _refuse_as_sqld(steps)  # sqld checks every step before running any
             if self._place(stream, steps, alone=False) is Route.LOCAL:
+                meter = self._executor.meter()
                 done = await self._locally(
                     stream,
                     lambda conn: run_batch(
                         request.batch,
-                        lambda index: self._executor.execute(conn, steps[index]),
+                        lambda index: self._executor.execute(conn, steps[index], meter),
                         lambda: not conn.in_transaction,
                     ),
                 )

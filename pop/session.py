@@ -310,6 +310,7 @@ class Session:
         try:
             self._limits.check_request(request)
             handled = await self._handle(stream, request)
+            route = handled.route  # where it ran, failed or not
             if handled.local is not None:
                 stream.hold_local(handled.local.kept)
                 handled.local.unwrap()  # the work's failure, answered below
@@ -340,7 +341,7 @@ class Session:
             outcome = "error"
             answer = error_result(HranaError(self._internal_error, "INTERNAL"))
         else:
-            outcome, route = "ok", handled.route
+            outcome = "ok"
             answer = {"type": "ok", "response": handled.response}
         self._metrics.count_request(endpoint, request.type, route.value, outcome)
         self._metrics.count_errors(answer)

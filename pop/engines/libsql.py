@@ -26,6 +26,7 @@ import httpx
 from pop.config import Settings
 from pop.engines.base import Description, Rows, SyncResult, WrongOrigin, replica_size_bytes
 from pop.engines.libsql_sync import SyncProcess
+from pop.hrana.result_size import MAX_VALUE_BYTES
 from pop.sql.pragma_guard import only_object_pragmas
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,8 @@ class SqliteReader:
     def __init__(self, path: Path) -> None:
         self._conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
         self._conn.set_busy_timeout(_READER_BUSY_MS)
+        # sqld's own limit: a longer string or blob is SQLITE_TOOBIG before it is made.
+        self._conn.limit(apsw.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
         # Only reads the inspector let through run here; this holds even if one slipped by.
         self._conn.authorizer = only_object_pragmas
         self._description: Any = None

@@ -152,9 +152,10 @@ class TursoReader:
         finally:
             if failed or sql not in self._statements:
                 self._done_with(sql, stmt)
-            elif status == Status.Row:
-                # Left unfinished (a result cut off at its size limit): an active
-                # statement would keep its read snapshot open on this connection.
+            else:
+                # A kept statement holds its last row's values until reset (a 5 MB blob
+                # each), and one left unfinished (a result cut off at its size limit)
+                # would keep its read snapshot open on this connection.
                 stmt.reset()
 
     def _done_with(self, sql: str, stmt: Any) -> None:

@@ -102,7 +102,7 @@ def create_app(service: PopService) -> ASGIApp:
         _, answer, route = await session.one(
             None, request, call.endpoint, keep=False, caller=call.caller
         )
-        return (orjson.dumps(legacy.answer(plan, answer)), 200, JSON), route.value
+        return (legacy.answer(plan, answer, settings.max_result_bytes), 200, JSON), route.value
 
     async def sync(_: Call) -> tuple[Reply, str]:
         outcome = await service.replica.sync("api")

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import orjson
+
 from pop.hrana.errors import HranaError, ProtocolError
 from pop.hrana.messages import Batch, BatchStep, LegacyBody, LegacyQuery, NamedArg, OkCond, Stmt
 from pop.hrana.values import SqlValue, decode_blob
@@ -111,8 +113,28 @@ def _leaves_transaction_open(kinds: list[Kind]) -> bool:
     return state is True
 
 
-def answer(legacy: LegacyPlan, outcome: dict[str, Any]) -> list[dict[str, Any] | None]:
-    """The legacy answer from the Hrana answer to ``legacy.batch``."""
+def answer(legacy: LegacyPlan, outcome: dict[str, Any], max_result_bytes: int) -> bytes:
+    """The legacy answer (JSON) from the Hrana answer to ``legacy.batch``. Past
+    ``max_result_bytes`` it is refused as sqld refuses it: sqld counts the legacy JSON
+    it writes (where its Hrana answers count raw values)."""
+    if outcome["type"] == "error" and outcome["error"]["code"] == "RESPONSE_TOO_LARGE":
+        _too_large(max_result_bytes)
+    body = orjson.dumps(_entries(legacy, outcome))
+    if len(body) > max_result_bytes:
+        _too_large(max_result_bytes)
+    return body
+
+
+def _too_large(max_result_bytes: int) -> NoReturn:
+    raise LegacyRefusal(
+        f"query response exceeds the maximum size of {_byte_size(max_result_bytes)}. "
+        "Try reducing the number of queried rows.",
+        code="RESPONSE_TOO_LARGE",
+        status=500,
+    )
+
+
+def _entries(legacy: LegacyPlan, outcome: dict[str, Any]) -> list[dict[str, Any] | None]:
     entries: list[dict[str, Any] | None]
     if outcome["type"] == "error":  # the batch as a whole failed (the origin is down)
         entries = [{"error": outcome["error"]["message"]}]
@@ -192,3 +214,12 @@ def _rows(result: dict[str, Any]) -> dict[str, Any]:
         "rows_written": result["rows_written"],
         "query_duration_ms": result["query_duration_ms"],
     }
+
+
+def _byte_size(count: int) -> str:
+    """A size as sqld words it (Rust's ``bytesize``: decimal units, one decimal)."""
+    size, units = float(count), ["B", "KB", "MB", "GB", "TB"]
+    while size >= 1000 and len(units) > 1:
+        size /= 1000
+        units.pop(0)
+    return f"{count} B" if units[0] == "B" else f"{size:.1f} {units[0]}"

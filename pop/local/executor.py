@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pop.engines.base import Cursor, ReadConnection
 from pop.hrana.errors import HranaError, sqlite_error
 from pop.hrana.messages import AndCond, Batch, BatchCond, ErrorCond, NotCond, OkCond, OrCond
+from pop.hrana.result_size import ResponseTooLarge, ResultMeter, column_size, value_size
 from pop.hrana.values import encode_value
 from pop.local.binding import positional_args
 from pop.sql.inspector import Column
@@ -23,30 +24,32 @@ class LocalExecutor:
     def __init__(self, max_result_bytes: int) -> None:
         self._max_result_bytes = max_result_bytes
 
-    def execute(self, conn: ReadConnection, prepared: Prepared) -> dict[str, Any]:
-        """Run one prepared statement."""
-        stmt, info = prepared.stmt, prepared.info
-        refusal = info.refused() or info.fails()
-        if refusal is not None:
-            raise refusal
-        sql = info.sql
-        args = positional_args(stmt, info)
+    def meter(self) -> ResultMeter:
+        """A fresh count for one request's results (a batch's steps share one)."""
+        return ResultMeter(self._max_result_bytes)
+
+    def execute(
+        self, conn: ReadConnection, prepared: Prepared, meter: ResultMeter | None = None
+    ) -> dict[str, Any]:
+        """Run one prepared statement; its result counts on ``meter`` (else its own)."""
+        meter = meter or self.meter()
         started = time.perf_counter()
         try:
-            cursor = conn.execute(sql, args)
-            description = cursor.description or ()
-            rows = self._encoded_rows(cursor)
+            cursor = self._start(conn, prepared)
+            cols = [
+                {"name": col[0], "decltype": _decltype(prepared.info.columns, index, col[0])}
+                for index, col in enumerate(cursor.description or ())
+            ]
+            for col in cols:
+                meter.add(column_size(col["name"], col["decltype"]))
+            rows = [[encode_value(value) for value in row] for row in _counted(cursor, meter)]
         except HranaError:
             raise
         except Exception as exc:  # the engines raise DB-API errors without codes
             raise engine_error(exc) from None
         elapsed_ms = (time.perf_counter() - started) * 1000
-        columns = info.columns
         return {
-            "cols": [
-                {"name": col[0], "decltype": _decltype(columns, index, col[0])}
-                for index, col in enumerate(description)
-            ],
+            "cols": cols,
             "rows": rows,
             "affected_row_count": 0,
             "last_insert_rowid": None,
@@ -56,28 +59,26 @@ class LocalExecutor:
             "query_duration_ms": round(elapsed_ms, 3),
         }
 
-    def _encoded_rows(self, cursor: Cursor) -> list[list[dict[str, Any]]]:
-        """Every row, refused past the result size limit. Even with ``want_rows`` false:
-        sqld sends the rows all the same (0.24.33, over JSON and protobuf alike)."""
-        rows: list[list[dict[str, Any]]] = []
-        size = 0
-        limit = self._max_result_bytes
-        for row in cursor:
-            encoded = [encode_value(value) for value in row]
-            size += sum(_value_size(value) for value in row)
-            if size > limit:
-                raise HranaError(
-                    f"the result is larger than the limit of {limit} bytes "
-                    "(MAX_RESULT_BYTES); select fewer rows or columns, or page with LIMIT",
-                    "RESPONSE_TOO_LARGE",
-                )
-            rows.append(encoded)
-        return rows
-
     def run_script(self, conn: ReadConnection, statements: list[Prepared]) -> None:
-        """A Hrana ``sequence``: run each statement, stop at the first error."""
+        """A Hrana ``sequence``: run each statement, stop at the first error. Its rows are
+        stepped through and dropped (a sequence answers none), so no size limit applies."""
         for statement in statements:
-            self.execute(conn, statement)
+            try:
+                for row in self._start(conn, statement):
+                    for value in row:
+                        value_size(value)
+            except HranaError:
+                raise
+            except Exception as exc:
+                raise engine_error(exc) from None
+
+    @staticmethod
+    def _start(conn: ReadConnection, prepared: Prepared) -> Cursor:
+        info = prepared.info
+        refusal = info.refused() or info.fails()
+        if refusal is not None:
+            raise refusal
+        return conn.execute(info.sql, positional_args(prepared.stmt, info))
 
 
 def run_batch(
@@ -110,6 +111,8 @@ def run_batch(
         try:
             results.append(run_step(index))
             errors.append(None)
+        except ResponseTooLarge:
+            raise  # as sqld: the batch fails whole
         except HranaError as exc:
             results.append(None)
             errors.append(exc.to_json())
@@ -125,13 +128,13 @@ def engine_error(exc: Exception) -> HranaError:
     )
 
 
-def _value_size(value: object) -> int:
-    """Roughly the bytes a value takes in the answer (JSON framing included)."""
-    if isinstance(value, bytes):
-        return len(value) * 4 // 3 + 32  # sent as base64
-    if isinstance(value, str):
-        return len(value) + 32
-    return 40
+def _counted(cursor: Cursor, meter: ResultMeter) -> Iterator[Sequence[Any]]:
+    """The cursor's rows, each value counted before it is encoded. Even with
+    ``want_rows`` false: sqld sends the rows all the same (0.24.33, JSON and protobuf)."""
+    for row in cursor:
+        for value in row:
+            meter.add(value_size(value))
+        yield row
 
 
 def _decltype(columns: tuple[Column, ...], index: int, name: str) -> str | None:

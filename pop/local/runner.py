@@ -200,7 +200,7 @@ class LocalRunner:
             try:
                 return lent, work(_TimedConnection(lent, guard)), None
             except Exception as exc:
-                return lent, None, _interrupted(guard, exc)
+                return lent, None, _as_answer(_interrupted(guard, exc))
             finally:
                 guard.finish()
 
@@ -265,3 +265,14 @@ def _interrupted(guard: _Guard, exc: Exception) -> Exception:
     if guard.reason is None:
         return exc
     return HranaError(f"interrupted: {guard.reason}", "SQLITE_INTERRUPT")
+
+
+def _as_answer(error: Exception) -> Exception:
+    """A ``HranaError`` is an answer, not a fault: it leaves without the frames it was
+    raised through. They hold the rows read so far (up to ``MAX_RESULT_BYTES``), and a
+    traceback in a reference cycle keeps them until a garbage collection happens to run.
+    """
+    if isinstance(error, HranaError):
+        error.__traceback__ = None
+        error.__context__ = None
+    return error

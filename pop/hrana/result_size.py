@@ -1,0 +1,95 @@
+"""How large a result is, measured as ``sqld`` measures it, and the limits sqld sets on it.
+
+sqld (0.24.33, its Hrana result builder) refuses a statement's result, or a batch's
+results taken together, once its estimate passes ``--max-response-size`` (``10MB``, that
+is 10,000,000 bytes): a blob counts its raw bytes, any other value the JSON sqld writes
+for it, and each column its description. The request then fails whole with
+``RESPONSE_TOO_LARGE`` ("Response is too large"), a batch included. A ``sequence`` keeps
+no rows, so nothing is counted there.
+
+Its SQLite also makes no string or blob longer than 5,000,000 bytes (measured: one byte
+more is ``SQLITE_TOOBIG``, even inside ``length(...)``), which bounds a single value.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pop.hrana.errors import HranaError
+from pop.hrana.values import SqlValue
+
+# sqld's longest string or blob (its SQLITE_LIMIT_LENGTH), measured on 0.24.33.
+MAX_VALUE_BYTES = 5_000_000
+# sqld's --max-response-size default, "10MB" (decimal megabytes).
+DEFAULT_MAX_RESULT_BYTES = 10_000_000
+
+# The fixed part of the JSON sqld's estimate writes for each kind of value.
+_NULL = len('{"type":"null"}')
+_INTEGER = len('{"type":"integer","value":""}')
+_FLOAT = len('{"type":"float","value":"}')  # sic: sqld's estimate has the stray quote
+_TEXT = len('{"type":"text","value":""}')
+_COLUMN = len('{"name":"","decltype":""}')
+
+
+class ResponseTooLarge(HranaError):
+    """A result past the limit. It fails the whole request it happens in, a batch too."""
+
+    def __init__(self) -> None:
+        super().__init__("Response is too large", "RESPONSE_TOO_LARGE")
+
+
+def too_big() -> HranaError:
+    """A value longer than ``MAX_VALUE_BYTES``, as sqld's SQLite refuses it."""
+    return HranaError("SQLite error: string or blob too big", "SQLITE_TOOBIG")
+
+
+def text_bytes(text: str) -> int:
+    """The length of ``text`` in UTF-8, without encoding it when it is ASCII."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def value_size(value: SqlValue) -> int:
+    """The value's size in sqld's estimate. One longer than sqld's SQLite makes is refused
+    as it refuses it (the libsql engine's readers never make one; the turso engine's may)."""
+    if value is None:
+        return _NULL
+    if isinstance(value, bytes):
+        if len(value) > MAX_VALUE_BYTES:
+            raise too_big()
+        return len(value)
+    if isinstance(value, str):
+        length = text_bytes(value)
+        if length > MAX_VALUE_BYTES:
+            raise too_big()
+        return _TEXT + length
+    if isinstance(value, int):
+        return _INTEGER + len(str(value))
+    return _FLOAT + len(_float_as_rust_displays_it(value))
+
+
+def column_size(name: str, decltype: str | None) -> int:
+    return _COLUMN + text_bytes(name) + len(decltype or "null")
+
+
+class ResultMeter:
+    """One request's results counted against the limit; a batch's steps count together."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def add(self, size: int) -> None:
+        if self.used + size > self.limit:
+            raise ResponseTooLarge()
+        self.used += size
+
+
+def _float_as_rust_displays_it(value: float) -> str:
+    """sqld writes floats with Rust's ``Display``: shortest digits, never an exponent,
+    no ``.0`` on whole numbers."""
+    text = repr(value)
+    if text in ("inf", "-inf", "nan"):
+        return "NaN" if text == "nan" else text
+    if "e" in text:
+        return format(Decimal(text), "f")
+    return text.removesuffix(".0")
