@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pop.hrana.result_size import DEFAULT_MAX_RESULT_BYTES
+from pop.hrana.result_size import DEFAULT_MAX_RESULT_BYTES, DEFAULT_MAX_TOTAL_RESULT_BYTES
 from pop.http.auth import load_jwt_keys
 
 # Named here, where they are settings; pop.contract exports them to the operator.
@@ -145,6 +145,13 @@ class Settings(BaseSettings):
         description="Largest local result, a batch's steps together, measured as sqld "
         "measures it (its --max-response-size, 10MB)",
     )
+    max_total_result_bytes: int = Field(
+        default=DEFAULT_MAX_TOTAL_RESULT_BYTES,
+        ge=1024,
+        description="Local results in flight, all requests together, from the first value "
+        "read until the answer is handed to the client's connection (as sqld's "
+        "--max-total-response-size, 32MB)",
+    )
     max_pipeline_requests: int = Field(
         default=1000, ge=1, description="Most requests in one pipeline call"
     )
@@ -154,6 +161,12 @@ class Settings(BaseSettings):
     )
     client_read_timeout: float = Field(
         default=10.0, gt=0, description="Seconds a client has to send a whole request"
+    )
+    client_write_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a client may leave an answer unread (the connection's send "
+        "buffer full) before the POP closes its connection",
     )
     max_connections: int = Field(
         default=1000, ge=1, description="Client connections open at once (idle ones give way)"

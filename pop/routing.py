@@ -64,7 +64,10 @@ class Router:
             stmt = self._prepare(stream, request.stmt)
             _refuse_as_sqld([stmt])
             if self._place(stream, [stmt], alone=True) is Route.LOCAL:
-                done = await self._locally(stream, lambda conn: self._executor.execute(conn, stmt))
+                meter = self._executor.meter()
+                done = await self._locally(
+                    stream, lambda conn: self._executor.execute(conn, stmt, meter)
+                )
                 return Handled({"type": "execute", "result": done.value}, Route.LOCAL, done)
             await self._check_origin_can_hold([stmt], whole=False)
             return await self._at_origin(

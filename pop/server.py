@@ -67,7 +67,12 @@ def serve(env_file: str | None = ".env") -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
-        http=guarded_protocol(settings.max_header_bytes, settings.client_read_timeout, budget),
+        http=guarded_protocol(
+            settings.max_header_bytes,
+            settings.client_read_timeout,
+            settings.client_write_timeout,
+            budget,
+        ),
         ws_max_size=settings.max_body_bytes,  # one Hrana message, like one HTTP body
     )
     log.info("POP stopped")

@@ -13,6 +13,7 @@ from pop import __version__
 from pop.config import Settings
 from pop.engines import ReplicaEngine, open_engine
 from pop.hrana.errors import OriginUnavailable
+from pop.hrana.result_size import ResultBudget
 from pop.limits import Limits
 from pop.local.executor import LocalExecutor
 from pop.local.pool import ReaderPool
@@ -35,6 +36,7 @@ class PopService:
         self.settings = settings
         self.metrics = PopMetrics()
         self.inspector = SqlInspector()
+        self.result_budget = ResultBudget(settings.max_total_result_bytes)
         engine = engine or open_engine(settings)
         self.pool = ReaderPool(engine)
         self.runner = LocalRunner(

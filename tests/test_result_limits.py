@@ -10,12 +10,17 @@ the libsql engine over that sqld, the turso engine over ``tursodb``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+import re
+import socket
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import apsw
 import httpx
+import orjson
 import pytest
 import turso
 
@@ -243,7 +248,8 @@ def test_a_refused_result_leaves_the_worker_without_its_frames(tmp_path: Path) -
     sql = f"SELECT zeroblob(4000000) FROM {THREE_ROWS}"
     prepared = Prepared.of(SqlInspector(), Stmt(sql=sql), sql)
     try:
-        done = asyncio.run(runner.run(None, lambda conn: executor.execute(conn, prepared)))
+        meter = executor.meter()
+        done = asyncio.run(runner.run(None, lambda conn: executor.execute(conn, prepared, meter)))
     finally:
         runner.close()
     assert isinstance(done.error, ResponseTooLarge)
@@ -270,3 +276,63 @@ def test_kept_statements_hold_no_values(tmp_path: Path) -> None:
     finally:
         reader.close()
     assert held < 80 * 1024 * 1024, f"{held / 2**20:.0f} MB held by kept statements"
+
+
+EIGHT_MB = "SELECT zeroblob(4000000) AS a, zeroblob(4000000) AS b"
+
+
+def _code(http: httpx.Client, sql: str) -> str | None:
+    """The error code of one execute (``None``: it succeeded)."""
+    result = _pipeline(http, [execute(sql)])["results"][0]
+    code: str | None = result.get("error", {}).get("code")
+    return code
+
+
+def _eventually(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_an_unread_answer_holds_its_share_of_results_in_flight_until_it_is_cut(
+    pop_factory: Callable[..., PopProcess],
+) -> None:
+    """MAX_TOTAL_RESULT_BYTES bounds the results in flight, all clients together, until
+    each answer is handed to its client's connection; a client that leaves its answer
+    unread is cut off after CLIENT_WRITE_TIMEOUT, and what it held is free again."""
+    budgeted = pop_factory(
+        "budgeted", extra_env={"MAX_TOTAL_RESULT_BYTES": "12000000", "CLIENT_WRITE_TIMEOUT": "3"}
+    )
+    body = orjson.dumps({"baton": None, "requests": [execute(EIGHT_MB)]})
+    head = (
+        f"POST /v2/pipeline HTTP/1.1\r\nhost: pop\r\nauthorization: Bearer {budgeted.token}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # it reads nothing
+    stalled.connect((budgeted.host, budgeted.port))
+    try:
+        stalled.sendall(head.encode() + body)
+        # Its answer has begun (peeked, not read): it holds its share from now on.
+        stalled.settimeout(30)
+        begun = stalled.recv(512, socket.MSG_PEEK).decode(errors="replace").lower()
+        length = re.search(r"content-length: (\d+)", begun)
+        assert begun.startswith("http/1.1 200") and length, begun
+        assert int(length.group(1)) > 10_000_000  # the 8 MB result, as JSON
+        with budgeted.client() as other:
+            # Its 8 MB answer, unread, leaves 4 MB of the 12: another 8 MB is refused.
+            assert _eventually(lambda: _code(other, EIGHT_MB) == "RESPONSE_TOO_LARGE", 10)
+            assert _code(other, "SELECT zeroblob(1000000)") is None  # small ones still fit
+            # Cut off after 3 s unread: the whole budget is free again.
+            assert _eventually(lambda: _code(other, EIGHT_MB) is None, 15)
+        stalled.settimeout(5)
+        received = 0
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := stalled.recv(1 << 20):
+                received += len(chunk)
+        assert received < 10_000_000, "the stalled answer came whole; it was never cut"
+    finally:
+        stalled.close()

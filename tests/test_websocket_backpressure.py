@@ -16,6 +16,7 @@ import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from pop.hrana.messages import StreamRequest
+from pop.hrana.result_size import DEFAULT_MAX_TOTAL_RESULT_BYTES, ResultBudget
 from pop.http.auth import Authenticator
 from pop.http.websocket import MAX_WAITING_REQUESTS, HranaConnection
 from pop.limits import Limits
@@ -88,7 +89,12 @@ async def _pile_up(extra: int) -> tuple[ScriptedSocket, int]:
         [hello, _request(1, {"type": "open_stream", "stream_id": 1}), *executes]
     )
     connection = HranaConnection(
-        cast(WebSocket, socket), session, Authenticator(TOKEN), lambda: None, idle_timeout=60.0
+        cast(WebSocket, socket),
+        session,
+        Authenticator(TOKEN),
+        lambda: None,
+        idle_timeout=60.0,
+        result_budget=ResultBudget(DEFAULT_MAX_TOTAL_RESULT_BYTES),
     )
     serving = asyncio.create_task(connection.serve())
     await asyncio.sleep(0.5)  # the reading loop runs as far as it can

@@ -13,6 +13,10 @@ more is ``SQLITE_TOOBIG``, even inside ``length(...)``), which bounds a single v
 
 from __future__ import annotations
 
+import contextvars
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 
 from pop.hrana.errors import HranaError
@@ -20,8 +24,10 @@ from pop.hrana.values import SqlValue
 
 # sqld's longest string or blob (its SQLITE_LIMIT_LENGTH), measured on 0.24.33.
 MAX_VALUE_BYTES = 5_000_000
-# sqld's --max-response-size default, "10MB" (decimal megabytes).
+# sqld's --max-response-size and --max-total-response-size defaults, "10MB" and "32MB"
+# (decimal megabytes).
 DEFAULT_MAX_RESULT_BYTES = 10_000_000
+DEFAULT_MAX_TOTAL_RESULT_BYTES = 32_000_000
 
 # The fixed part of the JSON sqld's estimate writes for each kind of value.
 _NULL = len('{"type":"null"}')
@@ -72,15 +78,19 @@ def column_size(name: str, decltype: str | None) -> int:
 
 
 class ResultMeter:
-    """One request's results counted against the limit; a batch's steps count together."""
+    """One request's results counted against the limit (a batch's steps count together),
+    and against the budget of all results in flight, through the call's account."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, account: ResultAccount | None) -> None:
         self.limit = limit
         self.used = 0
+        self._account = account
 
     def add(self, size: int) -> None:
         if self.used + size > self.limit:
             raise ResponseTooLarge()
+        if self._account is not None:
+            self._account.take(size)
         self.used += size
 
 
@@ -93,3 +103,73 @@ def _float_as_rust_displays_it(value: float) -> str:
     if "e" in text:
         return format(Decimal(text), "f")
     return text.removesuffix(".0")
+
+
+class ResultBudget:
+    """The results in flight, all requests together: sqld's ``--max-total-response-size``
+    (32MB). Thread-safe: results are counted on the reader threads."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def take(self, size: int) -> bool:
+        with self._lock:
+            if self._in_flight + size > self.limit:
+                return False
+            self._in_flight += size
+            return True
+
+    def give_back(self, size: int) -> None:
+        with self._lock:
+            self._in_flight -= size
+
+
+class ResultAccount:
+    """What one call's answer holds of the budget: from its first value read until the
+    answer is handed to the client's connection (``held_for`` says where that is)."""
+
+    def __init__(self, budget: ResultBudget) -> None:
+        self._budget = budget
+        self.held = 0
+
+    def take(self, size: int) -> None:
+        if not self._budget.take(size):
+            raise ResponseTooLarge()
+        self.held += size
+
+    def close(self) -> None:
+        self._budget.give_back(self.held)
+        self.held = 0
+
+    @contextmanager
+    def counting(self) -> Iterator[None]:
+        """Results counted in this block are this account's (until it is closed)."""
+        token = current_account.set(self)
+        try:
+            yield
+        finally:
+            current_account.reset(token)
+
+
+# Set where an answer is made and sent (pop.http.endpoint, pop.http.websocket); results
+# counted outside one (tests, tools) are held to MAX_RESULT_BYTES only.
+current_account: contextvars.ContextVar[ResultAccount | None] = contextvars.ContextVar(
+    "current_account", default=None
+)
+
+
+@contextmanager
+def held_for_the_answer(budget: ResultBudget) -> Iterator[ResultAccount]:
+    """Results counted in this block are held in the budget until it ends."""
+    account = ResultAccount(budget)
+    try:
+        with account.counting():
+            yield account
+    finally:
+        account.close()

@@ -175,7 +175,12 @@ def create_app(service: PopService) -> ASGIApp:
             return
         await websocket.accept(subprotocol=subprotocol)
         connection = HranaConnection(
-            websocket, session, authenticator, not_serving, settings.ws_idle_timeout
+            websocket,
+            session,
+            authenticator,
+            not_serving,
+            settings.ws_idle_timeout,
+            service.result_budget,
         )
         await connection.serve()
 

@@ -16,6 +16,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from pop.hrana.errors import ProtocolError
+from pop.hrana.result_size import held_for_the_answer
 from pop.http.auth import Access, Authenticator, Unauthenticated
 from pop.local.runner import Cancellation, current_cancellation
 from pop.service import PopService
@@ -45,6 +46,8 @@ DataHandler = Callable[[Call], Awaitable[tuple[Reply, str]]]
 # Passed on by another POP of the region (pop.http.peers), with that POP's name.
 FORWARDED_HEADER = b"x-edge-pop-forwarded-by"
 
+_PIECE_BYTES = 256 * 1024
+
 JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
 
@@ -72,6 +75,11 @@ class DataEndpoint:
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The answer's results stay counted in flight until its last byte is handed over.
+        with held_for_the_answer(self._service.result_budget):
+            await self._answer(scope, receive, send)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         route = "none"
         try:
@@ -114,7 +122,21 @@ class DataEndpoint:
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": body})
+        # In pieces: uvicorn waits before each until the client has taken the last, so an
+        # answer a client reads slowly waits here, counted, not in the socket's buffer.
+        if len(body) <= _PIECE_BYTES:
+            await send({"type": "http.response.body", "body": body})
+            return
+        view = memoryview(body)
+        for start in range(0, len(body), _PIECE_BYTES):
+            end = start + _PIECE_BYTES
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": view[start:end],
+                    "more_body": end < len(body),
+                }
+            )
 
 
 async def _cancelled_on_disconnect(

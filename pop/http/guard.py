@@ -4,7 +4,8 @@ Without them one unauthenticated client can grow the POP's memory with an endles
 and hold connections open forever by sending half a request. The protocol here refuses a
 request head over a size limit (431) and closes a connection whose request has not fully
 arrived within a time limit (408), counting from when the connection opens or the request
-starts. It also keeps the number of open connections to ``MAX_CONNECTIONS`` by the rules
+starts, and one whose client leaves an answer unread (the send buffer full) for a time
+limit. It also keeps the number of open connections to ``MAX_CONNECTIONS`` by the rules
 of ``pop.http.budget`` (idle connections give way; probes are answered when everything
 else is busy). Everything else is uvicorn's own behaviour.
 """
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 class _GuardedProtocol(HttpToolsProtocol):
     max_head_bytes = 16 * 1024
     read_timeout = 10.0
+    write_timeout = 30.0
     budget = ConnectionBudget(1000)  # replaced per server by guarded_protocol()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -35,6 +37,7 @@ class _GuardedProtocol(HttpToolsProtocol):
         self._refused = False
         self._requests_received = 0
         self._read_deadline: asyncio.TimerHandle | None = None
+        self._write_deadline: asyncio.TimerHandle | None = None
         self._arm_read_deadline()
         self._admission = self.budget.admit(self)
         if self._admission is Admission.REFUSED:
@@ -43,7 +46,33 @@ class _GuardedProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.budget.release(self)
         self._disarm_read_deadline()
+        self.resume_writing()
         super().connection_lost(exc)
+
+    # A client that stops reading its answer fills the socket's buffer, and the answer
+    # (counted in MAX_TOTAL_RESULT_BYTES) waits for it: not for longer than this.
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_deadline is None:
+            self._write_deadline = self.loop.call_later(self.write_timeout, self._write_timed_out)
+
+    def resume_writing(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+        super().resume_writing()
+
+    def _write_timed_out(self) -> None:
+        self._write_deadline = None
+        log.info(
+            "closing a client connection",
+            extra={
+                "reason": f"the client left its answer unread for {self.write_timeout:g} s "
+                "(CLIENT_WRITE_TIMEOUT)"
+            },
+        )
+        self._refused = True
+        self.transport.abort()  # what is buffered for it is dropped
 
     # What the connection budget asks of a connection (pop.http.budget.Connection).
     def is_busy(self) -> bool:
@@ -168,12 +197,17 @@ class _GuardedProtocol(HttpToolsProtocol):
 
 
 def guarded_protocol(
-    max_head_bytes: int, read_timeout: float, budget: ConnectionBudget
+    max_head_bytes: int, read_timeout: float, write_timeout: float, budget: ConnectionBudget
 ) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol with these limits (pass as ``uvicorn.run(http=...)``),
     in place of uvicorn's ``limit_concurrency``, which counts idle connections as busy."""
     return type(
         "GuardedHttpToolsProtocol",
         (_GuardedProtocol,),
-        {"max_head_bytes": max_head_bytes, "read_timeout": read_timeout, "budget": budget},
+        {
+            "max_head_bytes": max_head_bytes,
+            "read_timeout": read_timeout,
+            "write_timeout": write_timeout,
+            "budget": budget,
+        },
     )

@@ -33,6 +33,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from pop.hrana.errors import HranaError, ProtocolError
 from pop.hrana.messages import Batch, BatchReq, StreamRequest, describe_validation_error
+from pop.hrana.result_size import ResultAccount, ResultBudget, held_for_the_answer
 from pop.http import cursor
 from pop.http.auth import Access, Authenticator, Unauthenticated
 from pop.http.endpoint import connection_of
@@ -112,8 +113,21 @@ class _WsStream:
     # Its requests in the order they came.
     queue: asyncio.Queue[tuple[int, _Work]] = field(default_factory=asyncio.Queue)
     worker: asyncio.Task[None] | None = None
-    # Its open cursors' entries not fetched yet, by cursor id.
-    cursors: dict[int, collections.deque[dict[str, Any]]] = field(default_factory=dict)
+    # Its open cursors, by cursor id.
+    cursors: dict[int, _Cursor] = field(default_factory=dict)
+
+    def drop_cursors(self) -> None:
+        for opened in self.cursors.values():
+            opened.account.close()
+        self.cursors.clear()
+
+
+@dataclass(eq=False)
+class _Cursor:
+    """A cursor's entries not fetched yet, counted in flight until they are."""
+
+    entries: collections.deque[dict[str, Any]]
+    account: ResultAccount
 
 
 def choose_subprotocol(offered: list[str]) -> str | None:
@@ -133,9 +147,11 @@ class HranaConnection:
         authenticator: Authenticator,
         not_serving: Callable[[], str | None],
         idle_timeout: float,
+        result_budget: ResultBudget,
     ) -> None:
         self._socket = websocket
         self._session = session
+        self._result_budget = result_budget
         self._authenticator = authenticator
         # Until a hello says otherwise; its streams share one connection (read-your-writes).
         self._caller = Caller(read_only=True, connection=connection_of(websocket.scope))
@@ -290,8 +306,10 @@ class HranaConnection:
         while True:
             request_id, work = await ws_stream.queue.get()
             try:
-                if not await self._answer(ws_stream, request_id, work):
-                    return
+                # Its results stay counted in flight until its answer is sent.
+                with held_for_the_answer(self._result_budget):
+                    if not await self._answer(ws_stream, request_id, work):
+                        return
             finally:
                 self._in_flight -= 1
                 self._room.release()
@@ -299,19 +317,26 @@ class HranaConnection:
     async def _answer(self, ws_stream: _WsStream, request_id: int, work: _Work) -> bool:
         """Do one request and answer it; False once the stream is closed."""
         if isinstance(work, _CloseStream):
+            ws_stream.drop_cursors()
             await self._session.close(ws_stream.stream)
             await self._ok(request_id, {"type": "close_stream"})
             return False
         if isinstance(work, _OpenCursor):
             request = BatchReq(type="batch", batch=work.batch)
-            answer = await self._run(ws_stream, request)
+            # Kept before it runs, so that closing the stream gives back what it holds.
+            opened = _Cursor(collections.deque(), ResultAccount(self._result_budget))
+            ws_stream.cursors[work.cursor_id] = opened
+            with opened.account.counting():
+                answer = await self._run(ws_stream, request)
             # The entries /v3/cursor sends, without its header line (the baton).
-            ws_stream.cursors[work.cursor_id] = collections.deque(cursor.entries(None, answer)[1:])
+            opened.entries.extend(cursor.entries(None, answer)[1:])
             await self._ok(request_id, {"type": "open_cursor"})
         elif isinstance(work, _FetchCursor):
             await self._fetch(request_id, ws_stream, work)
         elif isinstance(work, _CloseCursor):
-            ws_stream.cursors.pop(work.cursor_id, None)
+            closed = ws_stream.cursors.pop(work.cursor_id, None)
+            if closed is not None:
+                closed.account.close()
             await self._ok(request_id, {"type": "close_cursor"})
         else:
             result = await self._run(ws_stream, work)
@@ -330,12 +355,15 @@ class HranaConnection:
 
     async def _fetch(self, request_id: int, ws_stream: _WsStream, fetch: _FetchCursor) -> None:
         # Queued only while its cursor is open, behind the open and before any close.
-        entries = ws_stream.cursors[fetch.cursor_id]
+        opened = ws_stream.cursors[fetch.cursor_id]
+        entries = opened.entries
         count = min(max(fetch.max_count, 0), len(entries))
         chunk = [entries.popleft() for _ in range(count)]
         # As sqld: done once a fetch reaches the end before max_count entries.
         done = count < fetch.max_count
         await self._ok(request_id, {"type": "fetch_cursor", "entries": chunk, "done": done})
+        if not entries:  # nothing left to hold
+            opened.account.close()
 
     def _stream_of(self, request: dict[str, Any], kind: Any) -> _WsStream:
         ws_stream = self._streams.get(_id(request, "stream_id"))
@@ -350,6 +378,7 @@ class HranaConnection:
                 ws_stream.worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await ws_stream.worker
+            ws_stream.drop_cursors()
             await self._session.close(ws_stream.stream)
 
     async def _ok(self, request_id: int, response: dict[str, Any]) -> None:

@@ -9,7 +9,13 @@ from typing import Any
 from pop.engines.base import Cursor, ReadConnection
 from pop.hrana.errors import HranaError, sqlite_error
 from pop.hrana.messages import AndCond, Batch, BatchCond, ErrorCond, NotCond, OkCond, OrCond
-from pop.hrana.result_size import ResponseTooLarge, ResultMeter, column_size, value_size
+from pop.hrana.result_size import (
+    ResponseTooLarge,
+    ResultMeter,
+    column_size,
+    current_account,
+    value_size,
+)
 from pop.hrana.values import encode_value
 from pop.local.binding import positional_args
 from pop.sql.inspector import Column
@@ -25,14 +31,15 @@ class LocalExecutor:
         self._max_result_bytes = max_result_bytes
 
     def meter(self) -> ResultMeter:
-        """A fresh count for one request's results (a batch's steps share one)."""
-        return ResultMeter(self._max_result_bytes)
+        """A fresh count for one request's results (a batch's steps share one). Made on
+        the event loop: the call's account is found in its context, which worker
+        threads do not see."""
+        return ResultMeter(self._max_result_bytes, current_account.get())
 
     def execute(
-        self, conn: ReadConnection, prepared: Prepared, meter: ResultMeter | None = None
+        self, conn: ReadConnection, prepared: Prepared, meter: ResultMeter
     ) -> dict[str, Any]:
-        """Run one prepared statement; its result counts on ``meter`` (else its own)."""
-        meter = meter or self.meter()
+        """Run one prepared statement; its result counts on ``meter``."""
         started = time.perf_counter()
         try:
             cursor = self._start(conn, prepared)
