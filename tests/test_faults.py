@@ -3,8 +3,10 @@
 A real ``sqld`` origin, a real Redis and two POPs (libsql engine, pub/sub on) take writes
 from concurrent clients while faults are injected on a schedule drawn from a fixed seed:
 the origin stalled (SIGSTOP/SIGCONT) and killed and restarted, Redis stalled and
-restarted, a POP killed (``kill -9``) and restarted, clients that go away mid-request;
-``/ready`` is polled throughout. Then everything is healed and the invariant checked:
+restarted, a POP killed (``kill -9``) and restarted, a POP's replica volume full (each
+volume is a small tmpfs, filled to the last byte for a while: this needs root), clients
+that go away mid-request; ``/ready`` is polled throughout. Then everything is healed and
+the invariant checked:
 
 - every acknowledged write is at the origin exactly once; every write the POP said surely
   did not happen (``ORIGIN_UNAVAILABLE``, 503) is not there; one whose outcome is unknown
@@ -25,6 +27,7 @@ import hashlib
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
 import traceback
@@ -47,6 +50,7 @@ from pop.devtools.processes import (
 SECONDS = float(os.environ.get("EDGE_POP_FAULT_SECONDS", "40"))
 SEED = int(os.environ.get("EDGE_POP_FAULT_SEED", "20261204"))
 WRITERS = 4
+VOLUME_BYTES = 32 * 1024 * 1024  # each POP's replica volume
 LEDGER = "SELECT token, pop FROM ledger ORDER BY token, pop"
 
 
@@ -110,6 +114,8 @@ class Cluster:
             "TURSO_SYNC_INTERVAL": "2",
         }
         token = uuid.uuid4().hex
+        names = ("pop-a", "pop-b")
+        self.volumes = {name: workdir / name / "volume" for name in names}
         self.pops = [
             PopProcess(
                 self.origin.url,
@@ -117,13 +123,29 @@ class Cluster:
                 region=name,
                 engine="libsql",
                 token=token,
-                extra_env=env,
+                extra_env={**env, "DB_FILEPATH": str(self.volumes[name] / "replica.db")},
             )
-            for name in ("pop-a", "pop-b")
+            for name in names
         ]
 
     def processes(self) -> list[ManagedProcess]:
         return [self.origin, self.redis, *self.pops]
+
+    def mount_volumes(self) -> None:
+        for volume in self.volumes.values():
+            volume.mkdir(parents=True)
+            mounted = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={VOLUME_BYTES}", "tmpfs", str(volume)],
+                capture_output=True,
+                text=True,
+            )
+            assert mounted.returncode == 0, (
+                f"the disk-full fault needs root to mount a tmpfs volume: {mounted.stderr}"
+            )
+
+    def unmount_volumes(self) -> None:
+        for volume in self.volumes.values():
+            subprocess.run(["umount", "-l", str(volume)], capture_output=True)
 
 
 def _pause(process: ManagedProcess, seconds: float) -> None:
@@ -146,6 +168,18 @@ def _restart(process: ManagedProcess, seconds: float, *, hard: bool) -> None:
     process.start_and_wait(60)
 
 
+def _fill(volume: Path, seconds: float) -> None:
+    """The volume full to its last byte for ``seconds``, then the room given back."""
+    filler = volume / "filler"
+    with filler.open("wb") as out:
+        free = os.statvfs(volume).f_bavail * os.statvfs(volume).f_frsize
+        os.posix_fallocate(out.fileno(), 0, free)
+    try:
+        time.sleep(seconds)
+    finally:
+        filler.unlink()
+
+
 def _faults(cluster: Cluster) -> dict[str, Callable[[random.Random], None]]:
     def pop_of(rng: random.Random) -> PopProcess:
         return rng.choice(cluster.pops)
@@ -160,23 +194,26 @@ def _faults(cluster: Cluster) -> dict[str, Callable[[random.Random], None]]:
         "pop killed mid-work and restarted": lambda rng: _restart(
             pop_of(rng), rng.uniform(0.2, 2), hard=True
         ),
+        "pop volume full": lambda rng: _fill(
+            cluster.volumes[pop_of(rng).region], rng.uniform(1, 6)
+        ),
     }
 
 
 @pytest.fixture
 def cluster(sqld_binary: str, tmp_path: Path) -> Iterator[Cluster]:
     cluster = Cluster(sqld_binary, tmp_path)
-    cluster.origin.start_and_wait()
-    cluster.origin.execute("CREATE TABLE ledger (token TEXT, pop TEXT)")
-    started: list[ManagedProcess] = [cluster.origin]
     try:
+        cluster.mount_volumes()
+        cluster.origin.start_and_wait()
+        cluster.origin.execute("CREATE TABLE ledger (token TEXT, pop TEXT)")
         for process in cluster.processes()[1:]:
             process.start_and_wait(60)
-            started.append(process)
         yield cluster
     finally:
         for process in reversed(cluster.processes()):
             process.stop()
+        cluster.unmount_volumes()
 
 
 def _rows_at(url: str, token: str | None) -> list[tuple[str, str]]:
@@ -295,3 +332,40 @@ def test_no_acknowledged_write_is_lost_or_doubled_and_replicas_equal_the_origin(
                 f"\n{pop.log_tail()}"
             )
             time.sleep(0.5)
+
+
+def test_a_full_replica_volume_stops_syncs_not_service_and_says_why(
+    sqld_binary: str, tmp_path: Path
+) -> None:
+    """The volume full: writes still go through and reads are still served (from the
+    replica as it stands), a sync fails saying the volume is full; with room again the
+    replica catches up and equals the origin."""
+    cluster = Cluster(sqld_binary, tmp_path)
+    pop = cluster.pops[0]
+    volume = cluster.volumes[pop.region]
+    try:
+        cluster.mount_volumes()
+        cluster.origin.start_and_wait()
+        cluster.origin.execute("CREATE TABLE ledger (token TEXT, pop TEXT)")
+        cluster.redis.start_and_wait()
+        pop.start_and_wait(60)
+        filled = threading.Thread(target=_fill, args=(volume, 6.0))
+        filled.start()
+        time.sleep(0.5)
+        with loopback_client(pop.url, headers={"Authorization": f"Bearer {pop.token}"}) as http:
+            assert _write(pop, "while-full", give_up_after=30) == "acknowledged"
+            synced = http.post("/sync", timeout=30)
+            assert synced.status_code == 502, synced.text
+            assert "volume" in synced.json()["error"] and "full" in synced.json()["error"]
+            assert _rows_at(pop.url, pop.token) is not None  # reads still answered
+            filled.join()
+            deadline = time.monotonic() + 30
+            while http.post("/sync", timeout=30).status_code != 200:
+                assert time.monotonic() < deadline, pop.log_tail()
+                time.sleep(0.5)
+        assert _rows_at(pop.url, pop.token) == _rows_at(cluster.origin.url, None)
+        assert ("while-full", pop.region) in _rows_at(pop.url, pop.token)
+    finally:
+        for process in reversed(cluster.processes()):
+            process.stop()
+        cluster.unmount_volumes()

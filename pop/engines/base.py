@@ -8,6 +8,7 @@ libSQL bindings implement, so the Hrana executor never needs to know which engin
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,3 +108,22 @@ def replica_size_bytes(path: Path) -> int:
         except FileNotFoundError:
             continue
     return total
+
+
+# Less room than this on the replica's volume is as good as none: a pull writes pages.
+_NEARLY_FULL_BYTES = 1024 * 1024
+
+
+def volume_full_hint(path: Path) -> str:
+    """Why a pull may have failed, when the replica's volume is (nearly) full; else ''."""
+    try:
+        stats = os.statvfs(path.parent)
+    except OSError:
+        return ""
+    free = stats.f_bavail * stats.f_frsize
+    if free >= _NEARLY_FULL_BYTES:
+        return ""
+    return (
+        f" (the replica's volume, {path.parent}, has {free} bytes free: it is full; reads "
+        "are served from the replica as it stands until there is room again)"
+    )

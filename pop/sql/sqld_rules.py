@@ -15,11 +15,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pop.sql.script import quoted_tokens
+
 # Tokens of SQLite's grammar that matter here: literals and quoted names are kept whole
 # (so words inside them are never read as keywords), comments dropped.
 _TOKEN = re.compile(
     r"""\s+|--[^\n]*|/\*.*?(?:\*/|$)"""
-    r"""|(?P<quoted>'(?:[^']|'')*'?|"(?:[^"]|"")*"?|`(?:[^`]|``)*`?|\[[^\]]*\]?)"""
+    rf"""|(?P<quoted>{quoted_tokens(end="?")})"""
     r"""|(?P<word>[A-Za-z_][A-Za-z_0-9$]*)|(?P<other>.)""",
     re.DOTALL,
 )

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from pop.engines.base import ReplicaEngine, SyncResult
+from pop.engines.base import ReplicaEngine, SyncResult, volume_full_hint
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,8 @@ class SyncCoordinator:
                 "the origin may be stalled"
             )
         except Exception as exc:
-            error = str(exc) or type(exc).__name__
+            # Engines word a full disk obscurely ("Error code 200: Unknown error code").
+            error = (str(exc) or type(exc).__name__) + volume_full_hint(self._engine.path)
         if error is not None:
             outcome = SyncOutcome(
                 trigger,
