@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -227,6 +228,71 @@ def serve_bare(port: int, body_file: Path) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
 
 
+def serve_python_floor(port: int, database: Path) -> None:
+    """The Python floor: the least any Python server of this protocol does per request. A
+    bare ASGI app on uvicorn (httptools, uvloop, as the POP runs), no framework: decode the
+    Hrana body with orjson, run each statement on stdlib ``sqlite3`` over the same rows,
+    encode the same answer with orjson. No auth, limits, streams, metrics or checks."""
+    import sqlite3
+
+    import orjson
+    import uvicorn
+
+    conn = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
+
+    def value(cell: object) -> dict[str, object]:
+        if cell is None:
+            return {"type": "null"}
+        if isinstance(cell, int):
+            return {"type": "integer", "value": str(cell)}
+        return {"type": "text", "value": cell}
+
+    def execute(stmt: dict[str, Any]) -> dict[str, object]:
+        args = [int(a["value"]) if a["type"] == "integer" else a.get("value") for a in stmt["args"]]
+        cursor = conn.execute(str(stmt["sql"]), args)
+        rows = [[value(cell) for cell in row] for row in cursor]
+        result = {
+            "cols": [{"name": column[0], "decltype": None} for column in cursor.description],
+            "rows": rows,
+            "affected_row_count": 0,
+            "last_insert_rowid": None,
+            "replication_index": None,
+            "rows_read": len(rows),
+            "rows_written": 0,
+            "query_duration_ms": 0.0,
+        }
+        return {"type": "ok", "response": {"type": "execute", "result": result}}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        if scope["path"] == "/health":
+            answer = b"ok"
+        else:
+            results = [
+                execute(request["stmt"])
+                if request["type"] == "execute"
+                else {"type": "ok", "response": {"type": "close"}}
+                for request in orjson.loads(body)["requests"]
+            ]
+            answer = orjson.dumps({"baton": None, "base_url": None, "results": results})
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, http="httptools"
+    )
+
+
 class DelayProxy:
     """A TCP proxy on loopback that holds every chunk ``delay`` seconds in each direction.
 
@@ -307,6 +373,17 @@ def seed(origin: TursodbOrigin, rows: int) -> None:
         f"(SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {int(rows)}) "
         "SELECT x, 'value-' || x FROM n"
     )
+
+
+def seed_sqlite(path: Path, rows: int) -> None:
+    """The seeded rows again, in a plain SQLite file (the Python floor's)."""
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        conn.executemany(
+            "INSERT INTO t (id, v) VALUES (?, ?)", ((x, f"value-{x}") for x in range(1, rows + 1))
+        )
 
 
 def pinned(process: ManagedProcess, args: argparse.Namespace) -> ManagedProcess:
@@ -399,6 +476,16 @@ def servers(args: argparse.Namespace, workdir: Path) -> Iterator[list[Target]]:
         stack.callback(bare.stop)
         pinned(bare, args).start_and_wait()  # polls /health
 
+        floor_db = workdir / "floor.db"
+        seed_sqlite(floor_db, args.rows)
+        floor_port = free_port()
+        floor_argv = [sys.executable, __file__, "--serve-floor", str(floor_port), str(floor_db)]
+        floor = ManagedProcess(
+            "Python floor", floor_argv, workdir / "floor.log", os.environ, floor_port
+        )
+        stack.callback(floor.stop)
+        pinned(floor, args).start_and_wait()  # polls /health
+
         targets = [
             Target("a", "bare Starlette/uvicorn, fixed body", bare.url, read),
             Target("b", "tursodb /v2/pipeline", origin.url, pipeline_body(READ_SQL, close=False)),
@@ -406,7 +493,11 @@ def servers(args: argparse.Namespace, workdir: Path) -> Iterator[list[Target]]:
             Target("d", "POP forward + sync (no-op write)", pop.url, forward, pop.token, pop),
         ]
         if args.per_core:
-            targets = targets[:3]  # the read path only: floor, tursodb, POP
+            # The read path only: the HTTP floor, tursodb, the POP, the Python floor.
+            targets = [
+                *targets[:3],
+                Target("f", "Python floor: ASGI, orjson, sqlite3", floor.url, read),
+            ]
         elif args.delay_ms > 0:
             proxy = DelayProxy(origin.port, args.delay_ms / 1000)
             proxy.start()
@@ -453,18 +544,24 @@ def ratio(value: float, base: float | None) -> str:
 
 def per_core_table(results: list[Measurement], connections: int) -> str:
     by_key = {m.target.key: m for m in results}
-    origin = by_key.get("b")
+    origin, floor = by_key.get("b"), by_key.get("f")
+
+    def p99_vs(m: Measurement, base: Measurement | None) -> str:
+        return f"{m.p99_ms / base.p99_ms:.2f}" if base and base.p99_ms else "-"
+
     lines = [
         f"### {connections} connection{'s' * (connections != 1)}",
         "",
-        "| | what | req/s | p50 ms | p99 ms | req/s vs (b) | p99 vs (b) | errors |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| | what | req/s | p50 ms | p99 ms | req/s vs (b) | p99 vs (b) | req/s vs (f) "
+        "| p99 vs (f) | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for m in results:
-        p99_ratio = f"{m.p99_ms / origin.p99_ms:.2f}" if origin and origin.p99_ms else "-"
         lines.append(
             f"| ({m.target.key}) | {m.target.label} | {m.rps:,.0f} | {m.p50_ms:.2f} | "
-            f"{m.p99_ms:.2f} | {ratio(m.rps, origin.rps if origin else None)} | {p99_ratio} | "
+            f"{m.p99_ms:.2f} | {ratio(m.rps, origin.rps if origin else None)} | "
+            f"{p99_vs(m, origin)} | {ratio(m.rps, floor.rps if floor else None)} | "
+            f"{p99_vs(m, floor)} | "
             f"{m.http_errors + int(m.pop_counters.get('errors', 0))} |"
         )
     return "\n".join(lines) + "\n"
@@ -558,6 +655,7 @@ def parse_args() -> argparse.Namespace:
         "rows (a)-(c) at 1, 16 and 64 connections",
     )
     parser.add_argument("--serve-bare", nargs=2, metavar=("PORT", "BODY_FILE"), help="internal")
+    parser.add_argument("--serve-floor", nargs=2, metavar=("PORT", "DATABASE"), help="internal")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup, args.rounds = 3, 1, 1
@@ -570,6 +668,9 @@ def main() -> int:
     args = parse_args()
     if args.serve_bare:
         serve_bare(int(args.serve_bare[0]), Path(args.serve_bare[1]))
+        return 0
+    if args.serve_floor:
+        serve_python_floor(int(args.serve_floor[0]), Path(args.serve_floor[1]))
         return 0
     wrk = ensure_wrk()
     info = machine(wrk)
