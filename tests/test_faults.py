@@ -22,6 +22,7 @@ long mode (README "Fault injection").
 from __future__ import annotations
 
 import collections
+import errno
 import functools
 import hashlib
 import os
@@ -172,8 +173,18 @@ def _fill(volume: Path, seconds: float) -> None:
     """The volume full to its last byte for ``seconds``, then the room given back."""
     filler = volume / "filler"
     with filler.open("wb") as out:
-        free = os.statvfs(volume).f_bavail * os.statvfs(volume).f_frsize
-        os.posix_fallocate(out.fileno(), 0, free)
+        size = 0
+        for _ in range(100):  # the POP may take some of the room between two calls
+            stats = os.statvfs(volume)
+            free = stats.f_bavail * stats.f_frsize
+            if free == 0:
+                break
+            try:
+                os.posix_fallocate(out.fileno(), size, free)
+                size += free
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
     try:
         time.sleep(seconds)
     finally:
