@@ -8,7 +8,8 @@ probes are those of issue 8 and of issue 21, item 4:
 - 30 distinct SQL texts of 1.5 MB each (just under ``MAX_SQL_BYTES``);
 - a 200 MB result asked for on ``/v2/pipeline``, ``/v3/cursor`` and legacy ``POST /``
   (refused past ``MAX_RESULT_BYTES``);
-- 1,000 idle Hrana streams (batons kept, never closed);
+- 1,000 idle Hrana streams (batons kept, never closed), and 1,000 opened, closed, and
+  left a minute (its "after" is read then);
 - a read load of 8 concurrent clients for a few seconds;
 - 275 distinct results of one 5 MB blob each (the largest value sqld makes: the issue's
   7 MB is ``SQLITE_TOOBIG`` there), from one client, and 100 each from four at once;
@@ -125,6 +126,17 @@ def idle_streams(http: httpx.Client) -> None:
         http.post("/v2/pipeline", json={"baton": None, "requests": [execute("SELECT 1")]})
 
 
+def streams_closed(http: httpx.Client) -> None:
+    """1,000 streams opened, then closed, then a minute of quiet: what stays after."""
+    batons = []
+    for _ in range(1000):
+        answer = http.post("/v2/pipeline", json={"baton": None, "requests": [execute("SELECT 1")]})
+        batons.append(answer.json()["baton"])
+    for baton in batons:
+        http.post("/v2/pipeline", json={"baton": baton, "requests": [{"type": "close"}]})
+    time.sleep(60)
+
+
 def read_load(http: httpx.Client) -> None:
     deadline = time.monotonic() + 5
 
@@ -165,6 +177,7 @@ PROBES: dict[str, Callable[[httpx.Client], None]] = {
     "30 distinct 1.5 MB SQL texts": distinct_sql_texts,
     "200 MB result on /v2, /v3/cursor, /": big_results,
     "1,000 idle streams": idle_streams,
+    "1,000 streams closed, a minute later": streams_closed,
     "read load, 8 clients, 5 s": read_load,
     "275 distinct 5 MB results": distinct_blobs(1, 275),
     "4 clients x 100 distinct 5 MB results": distinct_blobs(4, 100),
