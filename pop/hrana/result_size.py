@@ -114,10 +114,6 @@ class ResultBudget:
         self._in_flight = 0
         self._lock = threading.Lock()
 
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
     def take(self, size: int) -> bool:
         with self._lock:
             if self._in_flight + size > self.limit:
@@ -132,7 +128,8 @@ class ResultBudget:
 
 class ResultAccount:
     """What one call's answer holds of the budget: from its first value read until the
-    answer is handed to the client's connection (``held_for`` says where that is)."""
+    answer is handed to the client's connection (``held_for_the_answer``), or, for a
+    WebSocket cursor, until its entries are fetched or it is closed."""
 
     def __init__(self, budget: ResultBudget) -> None:
         self._budget = budget
