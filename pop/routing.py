@@ -27,6 +27,7 @@ from pop.hrana.messages import (
     StoreSqlReq,
     StreamRequest,
 )
+from pop.hrana.result_size import ResultMeter
 from pop.local.binding import parameter_display_names
 from pop.local.executor import LocalExecutor, run_batch
 from pop.local.pool import ReaderPool
@@ -66,7 +67,7 @@ class Router:
             if self._place(stream, [stmt], alone=True) is Route.LOCAL:
                 meter = self._executor.meter()
                 done = await self._locally(
-                    stream, lambda conn: self._executor.execute(conn, stmt, meter)
+                    stream, [stmt], lambda conn: self._executor.execute(conn, stmt, meter), meter
                 )
                 return Handled({"type": "execute", "result": done.value}, Route.LOCAL, done)
             await self._check_origin_can_hold([stmt], whole=False)
@@ -83,11 +84,13 @@ class Router:
                 meter = self._executor.meter()
                 done = await self._locally(
                     stream,
+                    steps,
                     lambda conn: run_batch(
                         request.batch,
                         lambda index: self._executor.execute(conn, steps[index], meter),
                         lambda: not conn.in_transaction,
                     ),
+                    meter,
                 )
                 return Handled({"type": "batch", "result": done.value}, Route.LOCAL, done)
             await self._check_origin_can_hold(steps, whole=True)
@@ -106,7 +109,7 @@ class Router:
                     raise refusal
             if self._place(stream, statements, alone=False) is Route.LOCAL:
                 ran = await self._locally(
-                    stream, lambda conn: self._executor.run_script(conn, statements)
+                    stream, statements, lambda conn: self._executor.run_script(conn, statements)
                 )
                 return Handled({"type": "sequence"}, Route.LOCAL, ran)
             await self._check_origin_can_hold(statements, whole=True)
@@ -168,10 +171,25 @@ class Router:
         if refusal is not None:
             raise refusal
 
-    async def _locally(self, stream: Stream, work: Callable[[ReadConnection], T]) -> Done[T]:
-        """Run on the stream's own connection, or a pooled one, on a worker thread; the
-        session keeps the connection the work leaves inside a transaction."""
-        return await self._runner.run(stream.local_conn, work)
+    async def _locally(
+        self,
+        stream: Stream,
+        statements: list[Prepared],
+        work: Callable[[ReadConnection], T],
+        meter: ResultMeter | None = None,
+    ) -> Done[T]:
+        """Run on the stream's own connection, or a pooled one; the session keeps the
+        connection the work leaves inside a transaction. Plain reads, which leave none
+        and can be stopped and run again, are tried on the event loop first."""
+        return await self._runner.run(
+            stream.local_conn,
+            work,
+            loop_first=all(
+                statement.info.kind is Kind.READ and not statement.info.sets_connection_state
+                for statement in statements
+            ),
+            before_rerun=meter.rewind if meter is not None else None,
+        )
 
     async def _at_origin(
         self,

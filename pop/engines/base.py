@@ -9,6 +9,7 @@ libSQL bindings implement, so the Hrana executor never needs to know which engin
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,33 @@ class ReadConnection(Protocol):
     def interrupt(self) -> None:
         """Stop the statement running on this connection (called from another thread)."""
 
+    def set_time_slice(self, seconds: float | None) -> None:
+        """From now on, for ``seconds``, a statement that would run past them or wait for a
+        lock stops with ``OffTheLoop`` instead; ``None`` ends the slice. For work on the
+        event loop, which must never wait."""
+
     def close(self) -> None: ...
+
+
+class OffTheLoop(BaseException):
+    """The work would take longer than its time slice on the event loop (or wait for a
+    lock): run it again on a worker thread. Not an ``Exception``, so that no handler of
+    a statement's own errors takes it for one."""
+
+
+def within_slice(
+    rows: Iterator[tuple[Any, ...]], ends: float, stopped: tuple[type[Exception], ...]
+) -> Iterator[tuple[Any, ...]]:
+    """``rows``, stopped with ``OffTheLoop`` once the clock passes ``ends`` (monotonic) or
+    when the engine stops them with one of ``stopped`` (its own slice ran out, a lock):
+    each row is cheap to step, but many of them are not."""
+    try:
+        for row in rows:
+            if time.monotonic() > ends:
+                raise OffTheLoop()
+            yield row
+    except stopped:
+        raise OffTheLoop() from None
 
 
 class WrongOrigin(Exception):

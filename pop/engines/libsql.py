@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,15 @@ import apsw
 import httpx
 
 from pop.config import Settings
-from pop.engines.base import Description, Rows, SyncResult, WrongOrigin, replica_size_bytes
+from pop.engines.base import (
+    Description,
+    OffTheLoop,
+    Rows,
+    SyncResult,
+    WrongOrigin,
+    replica_size_bytes,
+    within_slice,
+)
 from pop.engines.libsql_sync import SyncProcess
 from pop.hrana.result_size import MAX_VALUE_BYTES
 from pop.sql.pragma_guard import only_object_pragmas
@@ -36,6 +45,9 @@ log = logging.getLogger(__name__)
 _WAL_INDEX = struct.Struct("<16sQQ")
 _NO_FRAME = 2**64 - 1
 _READER_BUSY_MS = 5000
+# How often (in SQLite VM steps, each well under a microsecond) a statement in a time
+# slice looks at the clock.
+_SLICE_CHECK_STEPS = 1000
 
 
 class LibsqlEngine:
@@ -137,6 +149,11 @@ class LibsqlEngine:
         return ""
 
 
+# What a statement in a time slice stops with: the progress handler ran out of time, or
+# a lock is held elsewhere (no busy wait in a slice).
+_STOPPED_BY_THE_SLICE = (apsw.InterruptError, apsw.BusyError)
+
+
 class SqliteReader:
     """A read-only SQLite connection on the replica file."""
 
@@ -147,7 +164,7 @@ class SqliteReader:
         self._conn.limit(apsw.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
         # Only reads the inspector let through run here; this holds even if one slipped by.
         self._conn.authorizer = only_object_pragmas
-        self._description: Any = None
+        self._slice_ends: float | None = None
 
     @property
     def in_transaction(self) -> bool:
@@ -164,11 +181,32 @@ class SqliteReader:
             return True
 
         cursor.exec_trace = note_columns
-        rows: Iterator[tuple[Any, ...]] = cursor.execute(sql, tuple(parameters))
-        return Rows(described[0] if described else None, rows)
+        if self._slice_ends is None:
+            rows: Iterator[tuple[Any, ...]] = cursor.execute(sql, tuple(parameters))
+            return Rows(described[0] if described else None, rows)
+        try:
+            rows = cursor.execute(sql, tuple(parameters))
+        except _STOPPED_BY_THE_SLICE:
+            raise OffTheLoop() from None
+        sliced = within_slice(rows, self._slice_ends, _STOPPED_BY_THE_SLICE)
+        return Rows(described[0] if described else None, sliced)
 
     def interrupt(self) -> None:
         self._conn.interrupt()
+
+    def set_time_slice(self, seconds: float | None) -> None:
+        if seconds is None:
+            self._slice_ends = None
+            self._conn.set_progress_handler(None)
+            self._conn.set_busy_timeout(_READER_BUSY_MS)
+            return
+        self._slice_ends = time.monotonic() + seconds
+        self._conn.set_busy_timeout(0)  # a lock held elsewhere: BusyError at once
+        self._conn.set_progress_handler(self._past_slice, _SLICE_CHECK_STEPS)
+
+    def _past_slice(self) -> bool:
+        # True stops the statement: apsw raises InterruptError, made OffTheLoop above.
+        return self._slice_ends is not None and time.monotonic() > self._slice_ends
 
     def close(self) -> None:
         self._conn.close()

@@ -8,6 +8,8 @@ what each pull brought in.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,10 +17,19 @@ from typing import Any
 
 import turso
 import turso.sync
+from turso._turso import Busy, Interrupt
 from turso._turso import PyTursoStatusCode as Status
 
 from pop.config import Settings
-from pop.engines.base import Description, ReadConnection, Rows, SyncResult, replica_size_bytes
+from pop.engines.base import (
+    Description,
+    OffTheLoop,
+    ReadConnection,
+    Rows,
+    SyncResult,
+    replica_size_bytes,
+    within_slice,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +113,9 @@ class TursoSyncEngine:
         return self._sync
 
 
+# What a statement in a time slice stops with: the query timeout that bounds it ran out,
+# or a lock is held elsewhere.
+_STOPPED_BY_THE_SLICE = (Interrupt, Busy)
 _STATEMENT_CACHE = 256
 CACHED_SQL_MAX_CHARS = 16 * 1024
 
@@ -119,6 +133,7 @@ class TursoReader:
         self._raw = conn._conn  # pyturso's low-level connection: prepare, bind, step
         # sql -> (compiled statement, its DB-API description)
         self._statements: OrderedDict[str, tuple[Any, Description]] = OrderedDict()
+        self._slice_ends: float | None = None
 
     @property
     def in_transaction(self) -> bool:
@@ -132,13 +147,27 @@ class TursoReader:
             if parameters:
                 stmt.bind(tuple(parameters))
             first = self._step(stmt)
-        except Exception:
+        except Exception as exc:
             self._done_with(sql, stmt)
+            if self._slice_ends is not None and isinstance(exc, _STOPPED_BY_THE_SLICE):
+                raise OffTheLoop() from None
             raise
-        return Rows(description, self._rows(sql, stmt, first))
+        rows = self._rows(sql, stmt, first)
+        if self._slice_ends is not None:
+            rows = within_slice(rows, self._slice_ends, _STOPPED_BY_THE_SLICE)
+        return Rows(description, rows)
 
     def interrupt(self) -> None:
         self._raw.interrupt()
+
+    def set_time_slice(self, seconds: float | None) -> None:
+        if seconds is None:
+            self._slice_ends = None
+            self._raw.set_query_timeout(0)  # none
+            return
+        self._slice_ends = time.monotonic() + seconds
+        # Whole milliseconds: past them a step stops with Interrupt.
+        self._raw.set_query_timeout(max(1, math.ceil(seconds * 1000)))
 
     def _rows(self, sql: str, stmt: Any, status: Any) -> Iterator[tuple[Any, ...]]:
         failed = False

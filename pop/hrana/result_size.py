@@ -93,6 +93,12 @@ class ResultMeter:
             self._account.take(size)
         self.used += size
 
+    def rewind(self) -> None:
+        """Forget everything counted so far: the work that counted it starts again."""
+        if self._account is not None:
+            self._account.give_back(self.used)
+        self.used = 0
+
 
 def _float_as_rust_displays_it(value: float) -> str:
     """sqld writes floats with Rust's ``Display``: shortest digits, never an exponent,
@@ -139,6 +145,10 @@ class ResultAccount:
         if not self._budget.take(size):
             raise ResponseTooLarge()
         self.held += size
+
+    def give_back(self, size: int) -> None:
+        self._budget.give_back(size)
+        self.held -= size
 
     def close(self) -> None:
         self._budget.give_back(self.held)

@@ -5,7 +5,12 @@ stall ``/health`` and every other client. Each piece of work runs on a worker wi
 connection of its own, under a per-statement time limit; past it, or when the client
 goes away, the statement is interrupted and the worker is free again.
 
-Work runs in two lanes, so that cheap reads never queue behind expensive ones: it starts
+Work that may run on the event loop itself does, first, within a short time slice: most
+reads take a few microseconds, far less than handing them to a thread and back. A read
+that would run past the slice, or wait for a lock, stops and starts again on a worker.
+
+On the workers, work runs in two lanes, so that cheap reads never queue behind expensive
+ones: it starts
 in the fast lane (``READER_THREADS`` at once; the rest wait their turn, in order), and
 work still running after ``SLOW_AFTER`` moves to the slow lane, freeing its fast place
 for the next. The slow lane holds ``SLOW_READER_THREADS``; work that turns slow while it
@@ -23,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from pop.engines.base import Cursor, ReadConnection
+from pop.engines.base import Cursor, OffTheLoop, ReadConnection
 from pop.hrana.errors import HranaError
 from pop.local.pool import ReaderPool
 
@@ -115,6 +120,9 @@ class _TimedConnection:
     def interrupt(self) -> None:
         self._conn.interrupt()
 
+    def set_time_slice(self, seconds: float | None) -> None:
+        raise RuntimeError("work on a worker thread has no time slice")
+
     def close(self) -> None:
         raise RuntimeError("a lent connection is closed by its pool")
 
@@ -146,6 +154,9 @@ class LocalRunner:
     """
 
     SWEEP_INTERVAL = 0.1
+    # The longest the event loop runs one piece of work before moving it to a worker: what
+    # any other request may wait for it.
+    LOOP_SLICE = 0.002
     WATCH_DISCONNECT_AFTER = 0.2
     SLOW_AFTER = 0.2
 
@@ -167,14 +178,30 @@ class LocalRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run(
-        self, held: ReadConnection | None, work: Callable[[ReadConnection], T]
+        self,
+        held: ReadConnection | None,
+        work: Callable[[ReadConnection], T],
+        *,
+        loop_first: bool = False,
+        before_rerun: Callable[[], None] | None = None,
     ) -> Done[T]:
         """Run ``work`` on ``held`` (a stream's connection) or on a pooled one.
 
         A connection left inside a transaction is returned as ``kept`` for the stream to
         hold; any other goes back to the pool. If the caller is cancelled, the work is
         interrupted and its connection given back once the worker lets go of it.
+
+        With ``loop_first`` (work that can be stopped midway and run again from the
+        start: reads that leave no transaction open), work without a held connection is
+        tried on the event loop first; ``before_rerun`` undoes what a try that ran out
+        of time had counted.
         """
+        if loop_first and held is None:
+            done = self._on_loop(work)
+            if done is not None:
+                return done
+            if before_rerun is not None:
+                before_rerun()
         if self._sweeper is None:
             self._loop = asyncio.get_running_loop()
             self._sweeper = self._loop.create_task(self._sweep(), name="statement-time-limit")
@@ -220,6 +247,24 @@ class LocalRunner:
             return Done(value, error, lent)
         self._pool.give_back(lent)
         return Done(value, error, None)
+
+    def _on_loop(self, work: Callable[[ReadConnection], T]) -> Done[T] | None:
+        """``work`` on an idle connection, here on the event loop, within ``LOOP_SLICE``;
+        ``None`` if it ran out of time or there was no idle connection (a worker opens
+        one: opening a file must not stall the loop)."""
+        conn = self._pool.take_idle()
+        if conn is None:
+            return None
+        conn.set_time_slice(self.LOOP_SLICE)
+        try:
+            return Done(work(conn), None, None)
+        except OffTheLoop:
+            return None
+        except Exception as exc:
+            return Done(None, _as_answer(exc), None)
+        finally:
+            conn.set_time_slice(None)
+            self._pool.give_back(conn)
 
     async def _sweep(self) -> None:
         while True:
