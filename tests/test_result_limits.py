@@ -29,7 +29,7 @@ from pop.engines.base import ReplicaEngine
 from pop.engines.libsql import SqliteReader
 from pop.engines.turso import TursoReader
 from pop.hrana.messages import Stmt
-from pop.hrana.result_size import ResponseTooLarge
+from pop.hrana.result_size import ResponseTooLarge, ResultAccount, ResultBudget
 from pop.local.executor import LocalExecutor
 from pop.local.pool import ReaderPool
 from pop.local.runner import LocalRunner
@@ -336,3 +336,23 @@ def test_an_unread_answer_holds_its_share_of_results_in_flight_until_it_is_cut(
         assert received < 10_000_000, "the stalled answer came whole; it was never cut"
     finally:
         stalled.close()
+
+
+def test_accounts_take_the_budget_a_little_ahead_and_give_every_byte_back() -> None:
+    """An account takes a few KiB of the budget at a time (one lock per point read, not one
+    per value); near the limit it takes only what it needs, and on closing gives back all
+    it took, used or not."""
+    budget = ResultBudget(5000)
+    first, second = ResultAccount(budget), ResultAccount(budget)
+    first.take(100)  # takes RESERVE_BYTES (4096) ahead
+    second.take(500)  # 4096 more would pass the limit: only the 500 it needs
+    with pytest.raises(ResponseTooLarge):
+        second.take(1000)  # 4096 + 500 + 1000 > 5000
+    first.take(3000)  # within what it took ahead: no budget needed
+    assert (first.held, second.held) == (3100, 500)
+    first.close()
+    second.close()
+    whole = ResultAccount(budget)
+    whole.take(5000)  # everything came back
+    with pytest.raises(ResponseTooLarge):
+        whole.take(1)

@@ -134,25 +134,41 @@ class ResultBudget:
 
 class ResultAccount:
     """What one call's answer holds of the budget: from its first value read until the
-    answer is handed to the client's connection (``held_for_the_answer``), or, for a
-    WebSocket cursor, until its entries are fetched or it is closed."""
+    answer is handed to the client's connection (used as a context manager, through
+    ``held_for_the_answer``), or, for a WebSocket cursor, until its entries are fetched
+    or it is closed.
+
+    It takes from the budget a few KiB at a time (most answers need one), so that a value
+    read costs no lock; what it took and did not use goes back when it closes.
+    """
+
+    RESERVE_BYTES = 4096
 
     def __init__(self, budget: ResultBudget) -> None:
         self._budget = budget
         self.held = 0
+        self._reserved = 0
+        self._token: contextvars.Token[ResultAccount | None] | None = None
 
     def take(self, size: int) -> None:
-        if not self._budget.take(size):
-            raise ResponseTooLarge()
-        self.held += size
+        held = self.held + size
+        if held > self._reserved:
+            self._reserve(held - self._reserved)
+        self.held = held
+
+    def _reserve(self, wanted: int) -> None:
+        for size in (max(wanted, self.RESERVE_BYTES), wanted):
+            if self._budget.take(size):
+                self._reserved += size
+                return
+        raise ResponseTooLarge()
 
     def give_back(self, size: int) -> None:
-        self._budget.give_back(size)
         self.held -= size
 
     def close(self) -> None:
-        self._budget.give_back(self.held)
-        self.held = 0
+        self._budget.give_back(self._reserved)
+        self.held = self._reserved = 0
 
     @contextmanager
     def counting(self) -> Iterator[None]:
@@ -163,6 +179,15 @@ class ResultAccount:
         finally:
             current_account.reset(token)
 
+    def __enter__(self) -> ResultAccount:
+        self._token = current_account.set(self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._token is not None:
+            current_account.reset(self._token)
+        self.close()
+
 
 # Set where an answer is made and sent (pop.http.endpoint, pop.http.websocket); results
 # counted outside one (tests, tools) are held to MAX_RESULT_BYTES only.
@@ -171,12 +196,7 @@ current_account: contextvars.ContextVar[ResultAccount | None] = contextvars.Cont
 )
 
 
-@contextmanager
-def held_for_the_answer(budget: ResultBudget) -> Iterator[ResultAccount]:
-    """Results counted in this block are held in the budget until it ends."""
-    account = ResultAccount(budget)
-    try:
-        with account.counting():
-            yield account
-    finally:
-        account.close()
+def held_for_the_answer(budget: ResultBudget) -> ResultAccount:
+    """``with held_for_the_answer(budget):`` results counted in the block are held in the
+    budget until it ends."""
+    return ResultAccount(budget)

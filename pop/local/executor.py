@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from pop.engines.base import Cursor, ReadConnection
@@ -47,9 +47,13 @@ class LocalExecutor:
                 {"name": col[0], "decltype": _decltype(prepared.info.columns, index, col[0])}
                 for index, col in enumerate(cursor.description or ())
             ]
-            for col in cols:
-                meter.add(column_size(col["name"], col["decltype"]))
-            rows = [[encode_value(value) for value in row] for row in _counted(cursor, meter)]
+            meter.add(sum(column_size(col["name"], col["decltype"]) for col in cols))
+            rows = []
+            # Even with want_rows false: sqld sends the rows all the same (0.24.33, JSON
+            # and protobuf). Each row's values are counted before they are encoded.
+            for row in cursor:
+                meter.add(sum(value_size(value) for value in row))
+                rows.append([encode_value(value) for value in row])
         except HranaError:
             raise
         except Exception as exc:  # the engines raise DB-API errors without codes
@@ -133,15 +137,6 @@ def engine_error(exc: Exception) -> HranaError:
     return sqlite_error(
         str(exc) or type(exc).__name__, primary=code if isinstance(code, int) else None
     )
-
-
-def _counted(cursor: Cursor, meter: ResultMeter) -> Iterator[Sequence[Any]]:
-    """The cursor's rows, each value counted before it is encoded. Even with
-    ``want_rows`` false: sqld sends the rows all the same (0.24.33, JSON and protobuf)."""
-    for row in cursor:
-        for value in row:
-            meter.add(value_size(value))
-        yield row
 
 
 def _decltype(columns: tuple[Column, ...], index: int, name: str) -> str | None:
