@@ -191,6 +191,17 @@ def _flood(table: Table) -> Figure:
     return figure
 
 
+def _sync_cost(table: Table) -> Figure:
+    labels = [
+        f"{engine}, {size} MB"
+        for engine, size in zip(table.column("engine"), table.column("seeded MB"), strict=True)
+    ]
+    figure, axes = _grouped_bars(labels, table, ["p50 ms", "p99 ms"])
+    axes.set_xlabel("one changed row pulled, ms (less is better; the same at every size)")
+    axes.set_title("Sync cost by database size")
+    return figure
+
+
 CHARTS: dict[str, Callable[[Table], Figure]] = {
     "propagation": _propagation,
     "forwarded_write": _forwarded_write,
@@ -198,6 +209,7 @@ CHARTS: dict[str, Callable[[Table], Figure]] = {
     "read_per_core": _read_throughput,
     "memory": _memory,
     "flood": _flood,
+    "sync_cost": _sync_cost,
 }
 
 
@@ -207,7 +219,8 @@ def chart_path(result: Path) -> Path:
 
 def draw(result: Path, out: Path | None = None) -> Path:
     """Draw the chart of one recorded result; ``out`` defaults to the PNG beside it."""
-    benchmark = result.stem.rsplit("-", 3)[0]  # name-YYYY-MM-DD
+    # name[-variant]-YYYY-MM-DD; a variant (propagation-libsql) is drawn as its benchmark
+    benchmark = result.stem.rsplit("-", 3)[0].split("-")[0]
     if benchmark not in CHARTS:
         raise ValueError(
             f"{result.name}: no chart for benchmark {benchmark!r} (known: {sorted(CHARTS)})"

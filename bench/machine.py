@@ -67,9 +67,11 @@ def latency_cells(ms: list[float], percentiles: tuple[int, ...]) -> list[str]:
     return [f"{value:.1f}" for value in cells]
 
 
-def report(module: str, title: str, table: str, note: str, *, record: bool) -> None:
+def report(
+    module: str, title: str, table: str, note: str, *, record: bool, variant: str = ""
+) -> None:
     """Print a benchmark's report (its table, a note, the machine) and, if ``record``,
-    keep it as ``bench/results/<module>-<date>.md``."""
+    keep it as ``bench/results/<module>[-<variant>]-<date>.md``."""
     machine = describe_machine()
     text = (
         f"# {title}\n\n"
@@ -81,7 +83,7 @@ def report(module: str, title: str, table: str, note: str, *, record: bool) -> N
     )
     print("\n" + text)
     if record:
-        record_result(module, text)
+        record_result(f"{module}-{variant}" if variant else module, text)
 
 
 def record_result(benchmark: str, text: str) -> Path:

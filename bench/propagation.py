@@ -9,29 +9,39 @@ last one did. Two modes in one run:
 - ``interval``: no Redis, interval sync every ``--interval`` seconds; propagation is then
   bounded by the interval (expect about interval/2 on average, at most the interval).
 
+With Redis, each trial is also broken down from the POPs' own log lines (their clock is
+this machine's; they carry milliseconds): the write at the origin (the writing POP's
+``forwarded to origin``), that POP's catch-up pull before it acknowledges (its ``sync
+ok trigger=write``), the time from the origin's acknowledgement until each other POP's
+pull starts (publish, Redis, receive), that pull (``sync ok trigger=pubsub``), and from
+the last pull's end until the poller saw the row (the first read).
+
 Run: ``uv run python bench/propagation.py`` (``--quick`` for a short smoke run).
-Needs ``tursodb`` (tools/ensure-tursodb.sh) and ``redis-server`` (Debian package).
+``--engine libsql`` runs the POPs on the libsql engine over ``sqld`` instead of the turso
+engine over ``tursodb``. Needs that origin and ``redis-server`` (Debian package).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import random
+import re
 import shutil
-import subprocess
+import statistics
 import tempfile
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from bench.machine import latency_cells, markdown_table, report
-from pop.devtools.processes import PopProcess, RedisProcess, TursodbOrigin
+from bench.machine import latency_cells, markdown_table, percentile, report
+from bench.origins import ENGINES, origin_makers
+from pop.devtools.processes import PopProcess, RedisProcess
 from pop.hrana.values import encode_value
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _insert(key: str) -> dict[str, object]:
@@ -54,20 +64,30 @@ async def _seen_after(client: httpx.AsyncClient, key: str, started: float, give_
     raise TimeoutError(f"{key} not seen after {give_up}s")
 
 
-async def _trials(pops: list[PopProcess], trials: int, give_up: float, pause: float) -> list[float]:
+@dataclass
+class Trial:
+    """One trial's times on this machine's clock (``time.time()``)."""
+
+    sent: float
+    acknowledged: float
+    seen: float  # by the last of the other POPs
+
+
+async def _trials(pops: list[PopProcess], trials: int, give_up: float, pause: float) -> list[Trial]:
     headers = {"Authorization": f"Bearer {pops[0].token}"}
     clients = [httpx.AsyncClient(base_url=p.url, headers=headers, timeout=30) for p in pops]
-    times: list[float] = []
+    times: list[Trial] = []
     try:
         for trial in range(trials):
             key = f"k{time.time_ns()}-{trial}"
-            started = time.perf_counter()
+            sent, started = time.time(), time.perf_counter()
             written = (await clients[0].post("/v2/pipeline", json=_insert(key))).json()
+            acknowledged = sent + time.perf_counter() - started
             assert written["results"][0]["type"] == "ok", written
             seen = await asyncio.gather(
                 *(_seen_after(c, key, started, give_up) for c in clients[1:])
             )
-            times.append(max(seen))
+            times.append(Trial(sent, acknowledged, sent + max(seen)))
             # A random pause, so that trials do not fall into step with interval syncs.
             await asyncio.sleep(random.uniform(0.05, pause))
     finally:
@@ -76,27 +96,103 @@ async def _trials(pops: list[PopProcess], trials: int, give_up: float, pause: fl
     return times
 
 
-def run(counts: list[int], trials: int, interval_trials: int, interval: float) -> str:
-    tursodb = (
-        subprocess.run(
-            ["bash", str(REPO / "tools" / "ensure-tursodb.sh")],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+_LOG_LINE = re.compile(
+    r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO \S+: (?P<event>forwarded to origin"
+    r"|sync ok) .*?(?:trigger=(?P<trigger>\w+) .*?)?duration_ms=(?P<ms>[\d.]+)"
+)
+
+
+@dataclass(frozen=True)
+class Logged:
+    """A timed step from a POP's log: when it ended (``time.time()`` scale) and took."""
+
+    step: str  # "forward", or "sync <trigger>"
+    ended: float
+    ms: float
+
+    @property
+    def started(self) -> float:
+        return self.ended - self.ms / 1000
+
+
+def logged_steps(log: Path) -> list[Logged]:
+    steps = []
+    for line in log.read_text(errors="replace").splitlines():
+        match = _LOG_LINE.match(line)
+        if match is None:
+            continue
+        ended = dt.datetime.strptime(match["time"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        step = "forward" if match["event"] == "forwarded to origin" else f"sync {match['trigger']}"
+        steps.append(Logged(step, ended, float(match["ms"])))
+    return steps
+
+
+# What each breakdown column measures, from one trial's times and its POPs' logged steps.
+BREAKDOWN = (
+    "origin write ms",
+    "writer's pull ms",
+    "acknowledged ms",
+    "origin ack to pulls ms",
+    "pull ms",
+    "pull to seen ms",
+    "seen ms",
+)
+
+
+def breakdown(trial: Trial, writer: list[Logged], others: list[list[Logged]]) -> list[float]:
+    """One trial's times in ms (``BREAKDOWN``), or [] if a step is missing from the logs
+    (log times carry milliseconds, so each step is +-1 ms)."""
+
+    def first(steps: list[Logged], step: str, after: float) -> Logged | None:
+        return next((s for s in steps if s.step == step and s.ended >= after), None)
+
+    window = trial.sent - 0.002  # the log clock truncates to the millisecond
+    forward = first(writer, "forward", window)
+    catch_up = first(writer, "sync write", window)
+    pulls = [first(steps, "sync pubsub", window) for steps in others]
+    if forward is None or catch_up is None or None in pulls:
+        return []
+    last = max((p for p in pulls if p is not None), key=lambda p: p.ended)
+    ms = 1000.0
+    return [
+        forward.ms,
+        catch_up.ms,
+        (trial.acknowledged - trial.sent) * ms,
+        (max(p.started for p in pulls if p is not None) - forward.ended) * ms,
+        max(p.ms for p in pulls if p is not None),
+        (trial.seen - last.ended) * ms,
+        (trial.seen - trial.sent) * ms,
+    ]
+
+
+def breakdown_row(count: int, trials: list[Trial], pops: list[PopProcess]) -> list[str]:
+    """The p50 of each step over the trials, and how many trials the logs explained."""
+    writer = logged_steps(pops[0].log_path)
+    others = [logged_steps(pop.log_path) for pop in pops[1:]]
+    rows = [row for trial in trials if (row := breakdown(trial, writer, others))]
+    if not rows:
+        return [str(count), "0", *("-" for _ in BREAKDOWN)]
+    columns = list(zip(*rows, strict=True))
+    cells = [f"{statistics.median(column):.1f}" for column in columns]
+    cells[-1] += f" (p99 {percentile(list(columns[-1]), 99):.1f})"
+    return [str(count), str(len(rows)), *cells]
+
+
+def run(
+    counts: list[int], trials: int, interval_trials: int, interval: float, engine: str
+) -> tuple[str, str]:
+    make_origin = origin_makers([engine])[engine]
     redis_binary = shutil.which("redis-server")
     if redis_binary is None:
         raise SystemExit("redis-server is needed: tools/ensure-apt.sh redis-server=redis-server")
     rows: list[list[str]] = []
+    explained: list[list[str]] = []
     with tempfile.TemporaryDirectory(prefix="edge-pop-propagation-") as tmp:
         workdir = Path(tmp)
         for count in counts:
             for mode in ("redis", "interval"):
                 with ExitStack() as stack:
-                    origin = TursodbOrigin(tursodb, workdir / f"{count}-{mode}")
+                    origin = make_origin(workdir / f"{count}-{mode}")
                     origin.start_and_wait()
                     stack.callback(origin.stop)
                     origin.execute("CREATE TABLE p (k TEXT PRIMARY KEY)")
@@ -105,14 +201,19 @@ def run(counts: list[int], trials: int, interval_trials: int, interval: float) -
                         redis = RedisProcess(workdir, binary=redis_binary)
                         redis.start_and_wait()
                         stack.callback(redis.stop)
-                        env = {"REDIS_CONNECTION_STRING": redis.url, "TURSO_SYNC_INTERVAL": "3600"}
+                        env = {
+                            "REDIS_CONNECTION_STRING": redis.url,
+                            "TURSO_SYNC_INTERVAL": "3600",
+                            "LOG_LEVEL": "info",  # the breakdown's timed steps
+                        }
                     pops = [
                         PopProcess(
                             origin.url,
                             workdir / f"{count}-{mode}",
                             region=f"r{i}",
                             token="bench",
-                            extra_env={**env, "LOG_LEVEL": "warning"},
+                            engine=engine,
+                            extra_env=env,
                         )
                         for i in range(count)
                     ]
@@ -124,7 +225,9 @@ def run(counts: list[int], trials: int, interval_trials: int, interval: float) -
                     n = trials if mode == "redis" else interval_trials
                     pause = interval if mode == "interval" else 0.1
                     times = asyncio.run(_trials(pops, n, interval * 3 + 10, pause))
-                    ms = [t * 1000 for t in times]
+                    ms = [(t.seen - t.sent) * 1000 for t in times]
+                    if mode == "redis":
+                        explained.append(breakdown_row(count, times, pops))
                     rows.append(
                         [
                             str(count),
@@ -135,7 +238,7 @@ def run(counts: list[int], trials: int, interval_trials: int, interval: float) -
                     )
                     print(" | ".join(rows[-1]), flush=True)
     header = ["POPs", "sync by", "trials", "p50 ms", "p95 ms", "p99 ms", "max ms"]
-    return markdown_table(header, rows)
+    return markdown_table(header, rows), markdown_table(["POPs", "trials", *BREAKDOWN], explained)
 
 
 def main() -> None:
@@ -146,17 +249,35 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0, help="seconds, interval mode")
     parser.add_argument("--quick", action="store_true", help="2 and 3 POPs, few trials")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/results")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="turso",
+        help="the POPs' replica engine, and so the origin: tursodb (turso) or sqld (libsql)",
+    )
     args = parser.parse_args()
     counts = [2, 3] if args.quick else [int(n) for n in args.pops.split(",")]
     trials, interval_trials = (10, 5) if args.quick else (args.trials, args.interval_trials)
+    table, explained = run(counts, trials, interval_trials, args.interval, args.engine)
     report(
         "propagation",
         "Propagation: write through one POP until every other POP returns the row",
-        run(counts, trials, interval_trials, args.interval),
+        table,
         "Time is from sending the write to the first POP until the last other POP "
         "returned the row (each polled every ~1 ms over HTTP). All POPs, the origin, Redis "
-        "and the pollers share this machine's cores.",
+        "and the pollers share this machine's cores.\n\n"
+        "## Where the time goes (with Redis; p50 of each step over the trials)\n\n"
+        + explained
+        + "\n\nFrom the POPs' logs (milliseconds, this machine's clock): *origin write*, "
+        "the writing POP's call to the origin; *writer's pull*, its catch-up pull before "
+        "it acknowledges; *acknowledged*, the write as its client saw it; *origin ack to "
+        "pulls*, from the origin's answer until the last other POP's pull began (publish, "
+        "Redis, receive; the writer publishes as soon as the origin answers, so these "
+        "pulls run beside its own); *pull*, the slowest of those pulls; *pull to seen*, "
+        "from its end until the poller saw the row (the first read, up to one 1 ms poll "
+        "pause); *seen*, the whole.",
         record=not args.no_record,
+        variant="" if args.engine == "turso" else args.engine,
     )
 
 
