@@ -11,6 +11,12 @@ One run, one seeded table, one ``wrk`` setting for every row, so the rows compar
 (e) with ``--delay-ms`` > 0: (b), (c) and (d) again with a delay between them and the
     origin, as a client far from the origin sees them
 
+With ``--per-core`` (each server on one CPU, issue 22), (a)-(c) and instead of (d)-(e):
+
+(f) the Python floor: a bare ASGI app (orjson, stdlib sqlite3) on uvicorn, as the POP runs
+(g) the same floor on granian (a Rust HTTP server for ASGI)
+(h) the POP's local read on granian (without its uvicorn-only HTTP-layer limits)
+
 Run: ``uv run python bench/read_throughput.py`` (``--quick`` for a 3 s smoke run).
 See ``bench/README.md`` for what the numbers mean.
 """
@@ -228,15 +234,14 @@ def serve_bare(port: int, body_file: Path) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
 
 
-def serve_python_floor(port: int, database: Path) -> None:
+def python_floor_app(database: Path) -> Any:
     """The Python floor: the least any Python server of this protocol does per request. A
-    bare ASGI app on uvicorn (httptools, uvloop, as the POP runs), no framework: decode the
-    Hrana body with orjson, run each statement on stdlib ``sqlite3`` over the same rows,
-    encode the same answer with orjson. No auth, limits, streams, metrics or checks."""
+    bare ASGI app, no framework: decode the Hrana body with orjson, run each statement on
+    stdlib ``sqlite3`` over the same rows, encode the same answer with orjson. No auth,
+    limits, streams, metrics or checks."""
     import sqlite3
 
     import orjson
-    import uvicorn
 
     conn = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
 
@@ -288,9 +293,56 @@ def serve_python_floor(port: int, database: Path) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
 
+    return app
+
+
+def serve_python_floor(port: int, database: Path) -> None:
+    """The Python floor on uvicorn (httptools, uvloop, as the POP runs)."""
+    import uvicorn
+
     uvicorn.run(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, http="httptools"
+        python_floor_app(database),
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        http="httptools",
     )
+
+
+FLOOR_DATABASE_ENV = "EDGE_POP_BENCH_FLOOR_DB"
+
+
+def python_floor_from_env() -> Any:
+    """The Python floor for ``granian --factory`` (its database from the environment)."""
+    return python_floor_app(Path(os.environ[FLOOR_DATABASE_ENV]))
+
+
+def granian_argv(factory: str, port: int) -> list[str]:
+    """``granian`` serving an app factory as the POP is served by uvicorn: one process,
+    uvloop, HTTP/1.1, one runtime thread."""
+    return [
+        str(Path(sys.executable).with_name("granian")),
+        "--interface",
+        "asgi",
+        "--factory",
+        factory,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--runtime-threads",
+        "1",
+        "--loop",
+        "uvloop",
+        "--http",
+        "1",
+        "--no-ws",
+        "--log-level",
+        "warning",
+    ]
 
 
 class DelayProxy:
@@ -493,10 +545,40 @@ def servers(args: argparse.Namespace, workdir: Path) -> Iterator[list[Target]]:
             Target("d", "POP forward + sync (no-op write)", pop.url, forward, pop.token, pop),
         ]
         if args.per_core:
-            # The read path only: the HTTP floor, tursodb, the POP, the Python floor.
+            # The read path only: the HTTP floor, tursodb, the POP, the Python floor, and
+            # the POP and the floor on granian instead of uvicorn.
+            floor_env = {**os.environ, FLOOR_DATABASE_ENV: str(floor_db)}
+            floor_port = free_port()
+            granian_floor = ManagedProcess(
+                "Python floor on granian",
+                granian_argv("bench.read_throughput:python_floor_from_env", floor_port),
+                workdir / "granian-floor.log",
+                floor_env,
+                floor_port,
+            )
+            stack.callback(granian_floor.stop)
+            pinned(granian_floor, args).start_and_wait()
+            granian_pop = PopProcess(
+                origin.url,
+                workdir,
+                region="granian",
+                extra_env={"TURSO_SYNC_INTERVAL": "3600"},
+            )
+            granian_pop.argv = granian_argv("bench.granian_pop:app", granian_pop.port)
+            stack.callback(granian_pop.stop)
+            pinned(granian_pop, args).start_and_wait()
             targets = [
                 *targets[:3],
                 Target("f", "Python floor: ASGI, orjson, sqlite3", floor.url, read),
+                Target("g", "Python floor on granian", granian_floor.url, read),
+                Target(
+                    "h",
+                    "POP local read on granian (no HTTP-layer limits)",
+                    granian_pop.url,
+                    read,
+                    granian_pop.token,
+                    granian_pop,
+                ),
             ]
         elif args.delay_ms > 0:
             proxy = DelayProxy(origin.port, args.delay_ms / 1000)
@@ -652,7 +734,7 @@ def parse_args() -> argparse.Namespace:
         "--per-core",
         action="store_true",
         help=f"servers pinned to CPU {SERVER_CPU}, wrk -t1 to CPU {LOAD_CPU}; "
-        "rows (a)-(c) at 1, 16 and 64 connections",
+        "rows (a)-(c) and (f)-(h) at 1, 16 and 64 connections",
     )
     parser.add_argument("--serve-bare", nargs=2, metavar=("PORT", "BODY_FILE"), help="internal")
     parser.add_argument("--serve-floor", nargs=2, metavar=("PORT", "DATABASE"), help="internal")

@@ -280,6 +280,8 @@ class Replica:
             self._good_syncs += 1
 
     async def _reload_schema(self) -> None:
+        # A plain read: on the event loop when the schema is small (the usual case, and
+        # it runs after every sync that brought something), on a worker otherwise.
         done = await self._runner.run(
             None,
             lambda conn: [
@@ -288,6 +290,7 @@ class Replica:
                     "SELECT type, name, sql FROM sqlite_schema WHERE sql IS NOT NULL"
                 )
             ],
+            loop_first=True,
         )
         rows = [row for row in done.unwrap() if not self.engine.is_bookkeeping(row[1])]
         if self._inspector.load_schema(SchemaObject(*row) for row in rows):
