@@ -55,10 +55,17 @@ class Table:
         return Table(self.header, [row for row in self.rows if row[index] == value])
 
 
-def first_table(markdown: str) -> Table:
-    """The first table in ``markdown`` (the result's own; the machine's comes later)."""
+def first_table(markdown: str, after: str | None = None) -> Table:
+    """The first table in ``markdown`` (the result's own; the machine's comes later), or
+    the first after the line ``after`` (a heading), if given."""
+    text = markdown
+    if after is not None:
+        heading = f"\n{after}\n"
+        if heading not in f"\n{markdown}":
+            raise ValueError(f"no {after!r} in the result")
+        text = f"\n{markdown}".split(heading, 1)[1]
     lines: list[list[str]] = []
-    for line in markdown.splitlines():
+    for line in text.splitlines():
         if line.startswith("|"):
             lines.append([cell.strip() for cell in line.strip().strip("|").split("|")])
         elif lines:
@@ -142,7 +149,10 @@ def _read_throughput(table: Table) -> Figure:
         color=_COLOURS[1],
     )
     latency.set_xscale("log")
+    # 1-2-5 marks: a range under one decade still gets labels, a wide one no crowding
+    latency.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     latency.xaxis.set_major_formatter(_PLAIN)
+    latency.xaxis.set_minor_formatter(ticker.NullFormatter())
     latency.set_xlabel("latency, ms (log scale; less is better)")
     latency.legend(fontsize=8)
     for axes in (throughput, latency):
@@ -213,6 +223,10 @@ CHARTS: dict[str, Callable[[Table], Figure]] = {
 }
 
 
+# Results with several tables: the heading of the one charted (issue 22 asks about 16).
+CHART_TABLE = {"read_per_core": "### 16 connections"}
+
+
 def chart_path(result: Path) -> Path:
     return result.with_suffix(".png")
 
@@ -225,7 +239,7 @@ def draw(result: Path, out: Path | None = None) -> Path:
         raise ValueError(
             f"{result.name}: no chart for benchmark {benchmark!r} (known: {sorted(CHARTS)})"
         )
-    figure = CHARTS[benchmark](first_table(result.read_text()))
+    figure = CHARTS[benchmark](first_table(result.read_text(), CHART_TABLE.get(benchmark)))
     figure.tight_layout()
     target = out or chart_path(result)
     # No "Software" stamp, so that redrawing gives the same bytes (the check compares them).

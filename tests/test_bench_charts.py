@@ -47,6 +47,17 @@ def test_the_first_table_is_read_as_written() -> None:
         table.column("p99 ms")
 
 
+def test_a_result_with_several_tables_is_charted_from_the_one_named() -> None:
+    text = (
+        "# Per core\n\n### 1 connection\n\n| what | req/s |\n| --- | ---: |\n| POP | 4,050 |\n\n"
+        "### 16 connections\n\n| what | req/s |\n| --- | ---: |\n| POP | 6,635 |\n"
+    )
+    assert charts.first_table(text).numbers("req/s") == [4050.0]
+    assert charts.first_table(text, "### 16 connections").numbers("req/s") == [6635.0]
+    with pytest.raises(ValueError, match="no '### 64 connections'"):
+        charts.first_table(text, "### 64 connections")
+
+
 @pytest.mark.parametrize(
     ("cell", "value"), [("7,260", 7260.0), ("13,465-13,561", 13465.0), ("0.81", 0.81)]
 )
