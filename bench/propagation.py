@@ -149,17 +149,17 @@ def breakdown(trial: Trial, writer: list[Logged], others: list[list[Logged]]) ->
     window = trial.sent - 0.002  # the log clock truncates to the millisecond
     forward = first(writer, "forward", window)
     catch_up = first(writer, "sync write", window)
-    pulls = [first(steps, "sync pubsub", window) for steps in others]
-    if forward is None or catch_up is None or None in pulls:
+    pulls = [pull for steps in others if (pull := first(steps, "sync pubsub", window))]
+    if forward is None or catch_up is None or len(pulls) < len(others):
         return []
-    last = max((p for p in pulls if p is not None), key=lambda p: p.ended)
+    last = max(pulls, key=lambda pull: pull.ended)
     ms = 1000.0
     return [
         forward.ms,
         catch_up.ms,
         (trial.acknowledged - trial.sent) * ms,
-        (max(p.started for p in pulls if p is not None) - forward.ended) * ms,
-        max(p.ms for p in pulls if p is not None),
+        (max(pull.started for pull in pulls) - forward.ended) * ms,
+        max(pull.ms for pull in pulls),
         (trial.seen - last.ended) * ms,
         (trial.seen - trial.sent) * ms,
     ]

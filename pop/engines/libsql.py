@@ -181,15 +181,15 @@ class SqliteReader:
             return True
 
         cursor.exec_trace = note_columns
-        if self._slice_ends is None:
-            rows: Iterator[tuple[Any, ...]] = cursor.execute(sql, tuple(parameters))
-            return Rows(described[0] if described else None, rows)
         try:
-            rows = cursor.execute(sql, tuple(parameters))
+            rows: Iterator[tuple[Any, ...]] = cursor.execute(sql, tuple(parameters))
         except _STOPPED_BY_THE_SLICE:
+            if self._slice_ends is None:
+                raise
             raise OffTheLoop() from None
-        sliced = within_slice(rows, self._slice_ends, _STOPPED_BY_THE_SLICE)
-        return Rows(described[0] if described else None, sliced)
+        if self._slice_ends is not None:
+            rows = within_slice(rows, self._slice_ends, _STOPPED_BY_THE_SLICE)
+        return Rows(described[0] if described else None, rows)
 
     def interrupt(self) -> None:
         self._conn.interrupt()

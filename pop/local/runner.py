@@ -1,20 +1,19 @@
-"""Local work on the replica, off the event loop, in a bounded pool of worker threads.
+"""Local work on the replica: a short slice on the event loop, then a bounded pool of
+worker threads.
 
-A read never runs on the thread that serves every request: a slow or endless query would
-stall ``/health`` and every other client. Each piece of work runs on a worker with a
-connection of its own, under a per-statement time limit; past it, or when the client
-goes away, the statement is interrupted and the worker is free again.
-
-Work that may run on the event loop itself does, first, within a short time slice: most
-reads take a few microseconds, far less than handing them to a thread and back. A read
-that would run past the slice, or wait for a lock, stops and starts again on a worker.
+A read never holds the thread that serves every request for longer than a short slice: a
+slow or endless query would stall ``/health`` and every other client. Plain reads that
+leave no transaction open are tried on the event loop first, within ``LOOP_SLICE``: most
+take a few microseconds, far less than handing them to a thread and back. One that would
+run past the slice, or wait for a lock, stops and starts again on a worker. There each
+piece of work has a connection of its own, under a per-statement time limit; past it, or
+when the client goes away, the statement is interrupted and the worker is free again.
 
 On the workers, work runs in two lanes, so that cheap reads never queue behind expensive
-ones: it starts
-in the fast lane (``READER_THREADS`` at once; the rest wait their turn, in order), and
-work still running after ``SLOW_AFTER`` moves to the slow lane, freeing its fast place
-for the next. The slow lane holds ``SLOW_READER_THREADS``; work that turns slow while it
-is full is interrupted with an error that says so, rather than keep a fast place.
+ones: it starts in the fast lane (``READER_THREADS`` at once; the rest wait their turn, in
+order), and work still running after ``SLOW_AFTER`` moves to the slow lane, freeing its
+fast place for the next. The slow lane holds ``SLOW_READER_THREADS``; work that turns slow
+while it is full is interrupted with an error that says so, rather than keep a fast place.
 """
 
 from __future__ import annotations
