@@ -83,24 +83,28 @@ class StreamGateway:
             if not stream.origin.in_transaction:
                 self._free_connection(stream)
 
-    async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
-        return Handled(await self._run(stream, request), Route.ORIGIN)
+    async def handle(
+        self, stream: Stream, request: StreamRequest, *, closing: bool = False
+    ) -> Handled:
+        return Handled(await self._run(stream, request, closing), Route.ORIGIN)
 
-    async def _run(self, stream: Stream, request: StreamRequest) -> dict[str, Any]:
+    async def _run(self, stream: Stream, request: StreamRequest, closing: bool) -> dict[str, Any]:
         if isinstance(request, ExecuteReq):
             stmt = self._prepare(stream, request.stmt)
-            result = await self.forwarder.execute(stream.origin, stmt)
+            result = await self.forwarder.execute(stream.origin, stmt, then_close=closing)
             self._track([stmt], [True])
             return {"type": "execute", "result": result}
         if isinstance(request, BatchReq):
             steps = [self._prepare(stream, step.stmt) for step in request.batch.steps]
-            outcome = await self.forwarder.batch(stream.origin, request.batch, steps)
+            outcome = await self.forwarder.batch(
+                stream.origin, request.batch, steps, then_close=closing
+            )
             self._track(steps, [result is not None for result in outcome["step_results"]])
             return {"type": "batch", "result": outcome}
         if isinstance(request, SequenceReq):
             script = stream.resolve_sql(request.sql, request.sql_id)
             statements = Prepared.script(self.inspector, split_script(script))
-            await self.forwarder.sequence(stream.origin, script, statements)
+            await self.forwarder.sequence(stream.origin, script, statements, then_close=closing)
             self._track(statements, [True] * len(statements))
             return {"type": "sequence"}
         if isinstance(request, StoreSqlReq):

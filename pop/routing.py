@@ -59,8 +59,11 @@ class Router:
         self._executor = executor
         self._forwarder = forwarder
 
-    async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
-        """Run one stream request; raises ``HranaError`` for a per-request error."""
+    async def handle(
+        self, stream: Stream, request: StreamRequest, *, closing: bool = False
+    ) -> Handled:
+        """Run one stream request; raises ``HranaError`` for a per-request error.
+        ``closing``: the client's close comes next; a forwarded request takes it along."""
         if isinstance(request, ExecuteReq):
             stmt = self._prepare(stream, request.stmt)
             _refuse_as_sqld([stmt])
@@ -74,7 +77,7 @@ class Router:
             return await self._at_origin(
                 stream,
                 [stmt],
-                self._forwarder.execute(stream.origin, stmt),
+                self._forwarder.execute(stream.origin, stmt, then_close=closing),
                 lambda result: {"type": "execute", "result": result},
             )
         if isinstance(request, BatchReq):
@@ -97,7 +100,7 @@ class Router:
             return await self._at_origin(
                 stream,
                 steps,
-                self._forwarder.batch(stream.origin, request.batch, steps),
+                self._forwarder.batch(stream.origin, request.batch, steps, then_close=closing),
                 lambda result: {"type": "batch", "result": result},
             )
         if isinstance(request, SequenceReq):
@@ -116,7 +119,7 @@ class Router:
             return await self._at_origin(
                 stream,
                 statements,
-                self._forwarder.sequence(stream.origin, script, statements),
+                self._forwarder.sequence(stream.origin, script, statements, then_close=closing),
                 lambda _: {"type": "sequence"},
             )
         if isinstance(request, DescribeReq):

@@ -82,8 +82,12 @@ class Backend(Protocol):
     def holding(self, stream: Stream) -> AbstractAsyncContextManager[None]:
         """Held while one call (a pipeline, a cursor batch) runs on ``stream``."""
 
-    async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
-        """Run one request; raise ``HranaError`` for its error result."""
+    async def handle(
+        self, stream: Stream, request: StreamRequest, *, closing: bool = False
+    ) -> Handled:
+        """Run one request; raise ``HranaError`` for its error result. ``closing``: the
+        client closes the stream right after it (its ``close`` comes next in the same
+        call), so what the stream holds elsewhere may end with it."""
 
     async def release(self, stream: Stream) -> None:
         """Free what a closed or expired stream holds."""
@@ -150,6 +154,10 @@ def _summary(routes: set[Route]) -> Route:
     return Route.NONE
 
 
+def _after(requests: Sequence[StreamRequest], index: int) -> StreamRequest | None:
+    return requests[index + 1] if index + 1 < len(requests) else None
+
+
 def _closed() -> dict[str, Any]:
     return error_result(HranaError("the stream was closed by an earlier request", "STREAM_CLOSED"))
 
@@ -198,7 +206,7 @@ class Session:
             if caller.read_only:
                 self.refuse_writes(body.requests, stream.sqls)
             async with self._backend.holding(stream):
-                for request in body.requests:
+                for index, request in enumerate(body.requests):
                     if closed:
                         results.append(_closed())
                     elif isinstance(request, CloseReq):
@@ -207,7 +215,10 @@ class Session:
                         results.append({"type": "ok", "response": {"type": "close"}})
                         self._metrics.count_request(endpoint, "close", Route.NONE.value, "ok")
                     else:
-                        result, route = await self._run(stream, request, endpoint, caller)
+                        closing = isinstance(_after(body.requests, index), CloseReq)
+                        result, route = await self._run(
+                            stream, request, endpoint, caller, closing=closing
+                        )
                         results.append(result)
                         routes.add(route)
         finally:
@@ -235,7 +246,7 @@ class Session:
         try:
             if caller.read_only:
                 self.refuse_writes([request], stream.sqls)
-            result, route = await self.run(stream, request, endpoint, caller)
+            result, route = await self.run(stream, request, endpoint, caller, closing=not keep)
         finally:
             if keep:
                 parked = self.streams.park(stream)
@@ -243,9 +254,9 @@ class Session:
                 await self._release(stream)
         return parked, result, route
 
-    async def _handle(self, stream: Stream, request: StreamRequest) -> Handled:
+    async def _handle(self, stream: Stream, request: StreamRequest, *, closing: bool) -> Handled:
         try:
-            return await self._backend.handle(stream, request)
+            return await self._backend.handle(stream, request, closing=closing)
         except asyncio.CancelledError:
             # The client left mid-request. Local work it interrupted gives its connection
             # back to the pool once the worker lets go (pop.local.runner); the stream
@@ -270,11 +281,18 @@ class Session:
         return self.streams.open(sqls)
 
     async def run(
-        self, stream: Stream, request: StreamRequest, endpoint: str, caller: Caller = ANYONE
+        self,
+        stream: Stream,
+        request: StreamRequest,
+        endpoint: str,
+        caller: Caller = ANYONE,
+        *,
+        closing: bool = False,
     ) -> tuple[dict[str, Any], Route]:
-        """One request on a stream at hand: its result and where it ran."""
+        """One request on a stream at hand: its result and where it ran (``closing``: as
+        ``Backend.handle``'s)."""
         async with self._backend.holding(stream):
-            return await self._run(stream, request, endpoint, caller)
+            return await self._run(stream, request, endpoint, caller, closing=closing)
 
     async def close(self, stream: Stream) -> None:
         """End a stream from ``open``: what it holds is freed, here and at the origin."""
@@ -301,7 +319,13 @@ class Session:
         await self._release(stream)
 
     async def _run(
-        self, stream: Stream, request: StreamRequest, endpoint: str, caller: Caller
+        self,
+        stream: Stream,
+        request: StreamRequest,
+        endpoint: str,
+        caller: Caller,
+        *,
+        closing: bool = False,
     ) -> tuple[dict[str, Any], Route]:
         route = Route.NONE
         stream.await_write(self._unseen.of(caller.connection))
@@ -309,7 +333,7 @@ class Session:
             log.debug("request", extra={"stream": stream.id, "request": request.model_dump_json()})
         try:
             self._limits.check_request(request)
-            handled = await self._handle(stream, request)
+            handled = await self._handle(stream, request, closing=closing)
             route = handled.route  # where it ran, failed or not
             if handled.local is not None:
                 stream.hold_local(handled.local.kept)

@@ -7,16 +7,21 @@ A client of the POP gets what a client of sqld gets: the same answers, side by s
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from pop.devtools.processes import PopProcess, SqldServer
+from pop.hrana.messages import PipelineBody, parse_body
+from pop.sql.inspector import SchemaObject, SqlInspector
 from tests.helpers import execute, metric, running
+from tests.test_placement import pop_session
 
 SQLD_STREAM_IDLE_S = 10  # sqld's own, not configurable from outside
 
@@ -168,3 +173,67 @@ def test_a_connection_setting_stays_in_the_stream_that_made_it(
     assert setting["results"][0]["type"] == "ok", setting
     assert foreign_keys(setting["baton"])[0] == flipped  # the stream that set it
     assert foreign_keys(None)[0] == default  # every other stream
+
+
+class _Recorded(httpx.AsyncBaseTransport):
+    """A real transport to sqld that notes the requests of each pipeline sent."""
+
+    def __init__(self) -> None:
+        self._real = httpx.AsyncHTTPTransport()
+        self.pipelines: list[list[str]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/pipeline"):
+            sent = orjson.loads(await request.aread())["requests"]
+            self.pipelines.append([r["type"] for r in sent])
+        return await self._real.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._real.aclose()
+
+
+def test_a_close_right_after_a_forwarded_request_goes_to_sqld_with_it(sqld: SqldServer) -> None:
+    """``@libsql/client`` over HTTP sends every write as [execute, close]: one round trip
+    to the origin, not two. A close sent on its own call still closes the origin stream."""
+    sqld.execute("CREATE TABLE IF NOT EXISTS rides (v TEXT)")
+    origin = _Recorded()
+    inspector = SqlInspector()
+    inspector.load_schema([SchemaObject("table", "rides", "CREATE TABLE rides (v TEXT)")])
+    session, caught_up = pop_session(origin, inspector, sqld.url)
+
+    async def pipeline(baton: str | None, *requests: dict[str, Any]) -> dict[str, Any]:
+        body = parse_body(PipelineBody, orjson.dumps({"baton": baton, "requests": requests}))
+        answer: dict[str, Any] = (await session.pipeline(body, "v3_pipeline")).body
+        assert [r["type"] for r in answer["results"]] == ["ok"] * len(requests), answer
+        return answer
+
+    async def calls() -> None:
+        await pipeline(None, execute("INSERT INTO rides VALUES ('along')"), {"type": "close"})
+        assert origin.pipelines == [["execute", "get_autocommit", "close"]]
+        assert len(caught_up) == 1  # the write still made the replica catch up
+        origin.pipelines.clear()
+
+        kept = await pipeline(None, execute("INSERT INTO rides VALUES ('apart')"))
+        await pipeline(kept["baton"], {"type": "close"})
+        assert origin.pipelines == [["execute", "get_autocommit"], ["close"]]
+        await origin.aclose()
+
+    asyncio.run(calls())
+    rows = sqld.execute("SELECT v FROM rides ORDER BY v")["rows"]
+    assert [row[0]["value"] for row in rows] == ["along", "apart"]
+
+
+@pytest.mark.parametrize("via", ["sqld", "pop"])
+def test_a_close_in_the_call_that_opened_a_transaction_rolls_it_back(
+    pair: dict[str, Any], via: str
+) -> None:
+    http = pair[via]
+    opened = _post(
+        http,
+        [execute("BEGIN"), execute("INSERT INTO held VALUES ('undone')"), {"type": "close"}],
+    )
+    assert [r["type"] for r in opened.json()["results"]] == ["ok"] * 3, opened.text
+    counted = _post(http, [execute("SELECT count(*) FROM held WHERE who = 'undone'")]).json()
+    assert counted["results"][0]["response"]["result"]["rows"] == [
+        [{"type": "integer", "value": "0"}]
+    ]

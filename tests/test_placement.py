@@ -203,10 +203,14 @@ def _keeps_no_streams(request: httpx.Request) -> httpx.Response:
     )
 
 
-def _pop_session(
-    origin: Callable[[httpx.Request], httpx.Response], inspector: SqlInspector
+def pop_session(
+    origin: httpx.AsyncBaseTransport,
+    inspector: SqlInspector,
+    base_url: str = "http://origin.test",
 ) -> tuple[Session, list[str | None]]:
-    client = OriginClient("http://origin.test", None, 5.0, transport=httpx.MockTransport(origin))
+    """A POP's session and router over the origin ``origin`` reaches (no HTTP server in
+    front); returns it with the replication indexes the replica was asked to catch up to."""
+    client = OriginClient(base_url, None, 5.0, transport=origin)
     # Every request below is a write: it never reaches the replica, so the router gets
     # a pool and runner over no engine.
     pool = ReaderPool(cast(Any, None))
@@ -256,7 +260,7 @@ def test_a_forwarded_statement_is_inspected_once(
     origin: Callable[[httpx.Request], httpx.Response],
 ) -> None:
     inspector = _inspector()
-    session, caught_up = _pop_session(origin, inspector)
+    session, caught_up = pop_session(httpx.MockTransport(origin), inspector)
     body = parse_body(PipelineBody, json.dumps({"baton": None, "requests": WRITES}).encode())
     answer = asyncio.run(session.pipeline(body, "v3_pipeline"))
     results = answer.body["results"]

@@ -35,6 +35,7 @@ class RecordingBackend:
         self.handled: list[tuple[str, str]] = []  # (stream id, request type or SQL)
         self.released: list[str] = []
         self.held: list[str] = []  # "enter s1" / "exit s1"
+        self.closing: list[bool] = []  # what each request was told of the close after it
 
     @contextlib.asynccontextmanager
     async def holding(self, stream: Stream) -> AsyncIterator[None]:
@@ -44,9 +45,12 @@ class RecordingBackend:
         finally:
             self.held.append(f"exit {stream.id}")
 
-    async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
+    async def handle(
+        self, stream: Stream, request: StreamRequest, *, closing: bool = False
+    ) -> Handled:
         sql = getattr(getattr(request, "stmt", None), "sql", None)
         self.handled.append((stream.id, sql or request.type))
+        self.closing.append(closing)
         if sql in self.fail:
             raise self.fail[sql]
         return Handled({"type": request.type, "echo": sql}, Route.LOCAL)
@@ -125,6 +129,19 @@ def test_close_releases_once_and_refuses_what_follows() -> None:
     assert [sql for _, sql in backend.handled] == ["a"]
 
 
+def test_a_request_is_told_when_the_close_comes_right_after_it() -> None:
+    """So that a forwarded request takes the close to the origin along with it."""
+    backend = RecordingBackend()
+    session, _ = _session(backend)
+    _run(session.pipeline(_body(None, _execute("a"), _execute("b"), {"type": "close"}), "v2"))
+    _run(session.pipeline(_body(None, _execute("c")), "v2"))
+    assert backend.closing == [False, True, False]
+    request = _body(None, _execute("d")).requests[0]
+    _run(session.one(None, request, "v3_cursor"))
+    _run(session.one(None, request, "legacy", keep=False))
+    assert backend.closing[3:] == [False, True]
+
+
 def test_a_failing_request_is_its_own_error_and_the_rest_still_run() -> None:
     replica = RecordingReplica()
     backend = RecordingBackend(
@@ -198,7 +215,9 @@ class LocalBackend(RecordingBackend):
         self.given_back: list[object | None] = []
         self.last_stream: Stream | None = None
 
-    async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
+    async def handle(
+        self, stream: Stream, request: StreamRequest, *, closing: bool = False
+    ) -> Handled:
         self.states.append(stream.state)
         self.last_stream = stream
         assert isinstance(request, ExecuteReq)
@@ -260,7 +279,9 @@ class WritingBackend(RecordingBackend):
     """Reports each execute as a possible write at the origin; ``fail`` ones fail after
     applying part of it (a sequence that failed midway)."""
 
-    async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
+    async def handle(
+        self, stream: Stream, request: StreamRequest, *, closing: bool = False
+    ) -> Handled:
         assert isinstance(request, ExecuteReq)
         sql = request.stmt.sql
         if sql in self.fail:
@@ -303,7 +324,9 @@ class FreshnessBackend(RecordingBackend):
         super().__init__()
         self.local_allowed: list[bool] = []
 
-    async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
+    async def handle(
+        self, stream: Stream, request: StreamRequest, *, closing: bool = False
+    ) -> Handled:
         assert isinstance(request, ExecuteReq)
         if request.stmt.sql == "w":
             return Handled({"type": "execute"}, Route.ORIGIN, wrote=True)
@@ -335,7 +358,9 @@ def test_a_write_the_replica_lacks_sends_only_its_clients_reads_to_the_origin() 
 class SlowLocalBackend(LocalBackend):
     """``slow`` never finishes: the client leaves while it runs on the replica."""
 
-    async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
+    async def handle(
+        self, stream: Stream, request: StreamRequest, *, closing: bool = False
+    ) -> Handled:
         if isinstance(request, ExecuteReq) and request.stmt.sql == "slow":
             self.last_stream = stream
             await asyncio.Event().wait()

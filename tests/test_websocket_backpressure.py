@@ -36,7 +36,9 @@ class GatedBackend:
     def holding(self, stream: Stream) -> contextlib.AbstractAsyncContextManager[None]:
         return contextlib.nullcontext()
 
-    async def handle(self, stream: Stream, request: StreamRequest) -> Handled:
+    async def handle(
+        self, stream: Stream, request: StreamRequest, *, closing: bool = False
+    ) -> Handled:
         await self.gate.wait()
         return Handled({"type": request.type, "echo": request.stmt.sql}, Route.LOCAL)  # type: ignore[union-attr]
 

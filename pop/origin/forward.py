@@ -60,11 +60,17 @@ class Forwarder:
         self._inspector = inspector
         self._holds_transactions = holds_transactions
 
-    async def execute(self, stream: OriginStream, stmt: Prepared) -> dict[str, Any]:
-        """Run one statement at the origin; returns a Hrana statement result."""
+    async def execute(
+        self, stream: OriginStream, stmt: Prepared, *, then_close: bool = False
+    ) -> dict[str, Any]:
+        """Run one statement at the origin; returns a Hrana statement result.
+
+        ``then_close`` (here and below): the client closes its stream right after, so the
+        origin stream is closed in the same round trip instead of one more.
+        """
         if await self.client.keeps_streams():
             result = await self._on_stream(
-                stream, {"type": "execute", "stmt": _stmt_json(stmt)}, [stmt.info]
+                stream, {"type": "execute", "stmt": _stmt_json(stmt)}, [stmt.info], then_close
             )
             return dict(result["result"])
         outcome = await self._basic_batch(stream, [(None, stmt)])
@@ -74,7 +80,12 @@ class Forwarder:
         return dict(outcome["step_results"][0])
 
     async def batch(
-        self, stream: OriginStream, batch: Batch, steps: list[Prepared]
+        self,
+        stream: OriginStream,
+        batch: Batch,
+        steps: list[Prepared],
+        *,
+        then_close: bool = False,
     ) -> dict[str, Any]:
         """Run ``batch``, whose steps' statements are ``steps``."""
         conditioned = [
@@ -87,16 +98,23 @@ class Forwarder:
             ]
             request = {"type": "batch", "batch": {"steps": sent}}
             infos = [stmt.info for stmt in steps]
-            result = await self._on_stream(stream, request, infos)
+            result = await self._on_stream(stream, request, infos, then_close)
             return self._normalized_batch(dict(result["result"]), infos)
         return await self._basic_batch(stream, conditioned)
 
-    async def sequence(self, stream: OriginStream, script: str, statements: list[Prepared]) -> None:
+    async def sequence(
+        self,
+        stream: OriginStream,
+        script: str,
+        statements: list[Prepared],
+        *,
+        then_close: bool = False,
+    ) -> None:
         """Run ``script`` (split into ``statements``) at the origin, up to its first error."""
         if await self.client.keeps_streams():
             # The origin gets the script as the client wrote it and splits it itself.
             request = {"type": "sequence", "sql": script}
-            await self._on_stream(stream, request, [stmt.info for stmt in statements])
+            await self._on_stream(stream, request, [stmt.info for stmt in statements], then_close)
             return
         outcome = await self._basic_batch(
             stream,
@@ -139,12 +157,16 @@ class Forwarder:
         stream: OriginStream,
         request: dict[str, Any],
         statements: Sequence[StatementInfo] = (),
+        then_close: bool = False,
     ) -> dict[str, Any]:
-        """Send ``request`` on the stream's origin stream, holding ``statements``."""
+        """Send ``request`` on the stream's origin stream, holding ``statements``; with
+        ``then_close``, close that stream after it (the origin rolls back what is open)."""
         requests = [request]
         asks = self.client.dialect is Dialect.V3 and request["type"] != "get_autocommit"
         if asks:
             requests.append({"type": "get_autocommit"})
+        if then_close:
+            requests.append({"type": "close"})
         try:
             baton, results = await self.client.pipeline(stream.baton, requests)
         except OriginStreamLost:
@@ -157,6 +179,8 @@ class Forwarder:
         elif request["type"] != "get_autocommit":
             # Hrana 2 has no get_autocommit: the statements sent are all there is to go by.
             _follow_keywords(stream, statements)
+        if then_close:
+            stream.ended()
         outcome = results[0]
         if outcome.get("type") == "error":
             first = statements[0] if statements else None
