@@ -19,6 +19,7 @@ import httpx
 import orjson
 
 from pop.hrana.errors import HranaError, OriginStreamLost, OriginUnavailable, OutcomeUnknown
+from pop.origin.transport import AiohttpTransport
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,7 @@ class OriginClient:
             base_url=base_url,
             headers=headers,
             timeout=timeout,
-            limits=httpx.Limits(max_keepalive_connections=32, keepalive_expiry=60),
-            transport=transport,
+            transport=transport or AiohttpTransport(keepalive_expiry=60),
         )
         self._dialect: Dialect | None = None
 
