@@ -11,10 +11,9 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import (
     Field,
     PrivateAttr,
@@ -26,7 +25,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pop.hrana.result_size import DEFAULT_MAX_RESULT_BYTES, DEFAULT_MAX_TOTAL_RESULT_BYTES
-from pop.http.auth import load_jwt_keys
+
+if TYPE_CHECKING:
+    from pop.http.jwt_keys import JwtVerifier
 
 # Named here, where they are settings; pop.contract exports them to the operator.
 Engine = Literal["libsql", "turso"]
@@ -50,7 +51,7 @@ class Settings(BaseSettings):
     turso_auth_token: SecretStr | None = Field(
         default=None, description="Bearer token for the origin (required for remote origins)"
     )
-    _jwt_keys: list[Ed25519PublicKey] = PrivateAttr(default_factory=list)
+    _jwt: JwtVerifier | None = PrivateAttr(default=None)
     proxy_auth_token: SecretStr = Field(
         description="Bearer token clients present to the POP (it may read and write)"
     )
@@ -240,26 +241,30 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _readable_jwt_keys(self) -> Settings:
-        self._jwt_keys = self._read_jwt_keys()
+        self._jwt = self._read_jwt_keys()
         return self
 
-    def jwt_public_keys(self) -> list[Ed25519PublicKey]:
-        """The keys of AUTH_JWT_KEY and AUTH_JWT_KEY_FILE (none: JWTs are not accepted),
-        as read once when the settings were."""
-        return list(self._jwt_keys)
+    def jwt_verifier(self) -> JwtVerifier | None:
+        """What checks JWTs against the keys of AUTH_JWT_KEY and AUTH_JWT_KEY_FILE, as read
+        once when the settings were (None: no keys, JWTs are not accepted)."""
+        return self._jwt
 
-    def _read_jwt_keys(self) -> list[Ed25519PublicKey]:
-        keys = []
+    def _read_jwt_keys(self) -> JwtVerifier | None:
+        texts = []
         if self.auth_jwt_key is not None and self.auth_jwt_key.strip():
-            keys += load_jwt_keys(self.auth_jwt_key, "AUTH_JWT_KEY")
+            texts.append((self.auth_jwt_key, "AUTH_JWT_KEY"))
         if self.auth_jwt_key_file is not None:
             source = f"AUTH_JWT_KEY_FILE {self.auth_jwt_key_file}"
             try:
-                text = self.auth_jwt_key_file.read_text(encoding="utf-8")
+                texts.append((self.auth_jwt_key_file.read_text(encoding="utf-8"), source))
             except (OSError, UnicodeDecodeError) as exc:
                 raise ValueError(f"{source}: cannot be read ({exc})") from None
-            keys += load_jwt_keys(text, source)
-        return keys
+        if not texts:
+            return None
+        # Here, not at the top: PyJWT and cryptography are loaded only with keys to check.
+        from pop.http.jwt_keys import JwtVerifier, load_jwt_keys
+
+        return JwtVerifier([key for text, source in texts for key in load_jwt_keys(text, source)])
 
     @property
     def origin_http_url(self) -> str:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +28,8 @@ from websockets.sync.client import connect
 
 from pop.config import ConfigError, load_settings
 from pop.devtools.processes import PopProcess, SqldServer, loopback_client
-from pop.http.auth import Access, Authenticator, JwtKeyError, Unauthenticated, load_jwt_keys
+from pop.http.auth import Access, Authenticator, Unauthenticated
+from pop.http.jwt_keys import JwtKeyError, JwtVerifier, load_jwt_keys
 from tests.helpers import execute, running
 
 FORBIDDEN = (
@@ -306,7 +310,7 @@ def test_key_files_are_read_as_sqld_reads_them(tmp_path: Path) -> None:
     keys = load_jwt_keys((_pem(KEYS[0]) + _pem(KEYS[1])).decode(), "test")
     assert len(keys) == 2
     assert len(load_jwt_keys(f"{_raw(KEYS[0])}\n{_raw(KEYS[1])}\n", "test")) == 2
-    authenticator = Authenticator("proxy", load_jwt_keys(_raw(KEYS[1]), "test"))
+    authenticator = Authenticator("proxy", JwtVerifier(load_jwt_keys(_raw(KEYS[1]), "test")))
     assert authenticator.from_token(_token({"a": "ro"}, KEYS[1])) is Access.READ_ONLY
     assert authenticator.from_token("proxy") is Access.READ_WRITE
     with pytest.raises(Unauthenticated):
@@ -339,4 +343,36 @@ def test_an_unreadable_key_file_stops_the_pop_naming_the_setting(
     with pytest.raises(ConfigError, match="AUTH_JWT_KEY: "):
         load_settings(None)
     monkeypatch.setenv("AUTH_JWT_KEY", _raw(KEYS[0]))
-    assert len(load_settings(None).jwt_public_keys()) == 1
+    verifier = load_settings(None).jwt_verifier()
+    assert verifier is not None and len(verifier.keys) == 1
+
+
+def test_a_pop_given_no_keys_does_not_load_pyjwt(tmp_path: Path) -> None:
+    """PyJWT and cryptography are about 8 MB of a POP's memory: loaded only with keys."""
+    probe = (
+        "import sys\n"
+        "from pop.config import load_settings\n"
+        "from pop.http.app import create_app\n"
+        "from pop.service import PopService\n"
+        "create_app(PopService(load_settings(None)))\n"
+        # (redis imports cryptography's top package, which is small, to read its version)
+        "print([m for m in ('cryptography.hazmat', 'jwt') if m in sys.modules])\n"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "TURSO_DATABASE_URL": "http://127.0.0.1:1",
+        "PROXY_AUTH_TOKEN": "t",
+        "DB_FILEPATH": str(tmp_path / "replica.db"),
+    }
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]", loaded.stderr
+    with_key = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**env, "AUTH_JWT_KEY": _raw(KEYS[0])},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert with_key.stdout.strip() == "['cryptography.hazmat', 'jwt']", with_key.stderr

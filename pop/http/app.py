@@ -64,7 +64,7 @@ class _PopApp:
 def create_app(service: PopService) -> ASGIApp:
     settings = service.settings
     authenticator = Authenticator(
-        settings.proxy_auth_token.get_secret_value(), settings.jwt_public_keys()
+        settings.proxy_auth_token.get_secret_value(), settings.jwt_verifier()
     )
     session = service.session
     peers = Peers(
