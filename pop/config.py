@@ -241,7 +241,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _readable_jwt_keys(self) -> Settings:
-        self._jwt = self._read_jwt_keys()
+        self._jwt = self._read_jwt_verifier()
         return self
 
     def jwt_verifier(self) -> JwtVerifier | None:
@@ -249,7 +249,7 @@ class Settings(BaseSettings):
         once when the settings were (None: no keys, JWTs are not accepted)."""
         return self._jwt
 
-    def _read_jwt_keys(self) -> JwtVerifier | None:
+    def _read_jwt_verifier(self) -> JwtVerifier | None:
         texts = []
         if self.auth_jwt_key is not None and self.auth_jwt_key.strip():
             texts.append((self.auth_jwt_key, "AUTH_JWT_KEY"))
